@@ -1,0 +1,5 @@
+import sys
+
+from tmslab.cli import main
+
+sys.exit(main())

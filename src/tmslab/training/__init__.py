@@ -1,0 +1,196 @@
+"""Training: one entry point, `train(config)`, over two engines.
+
+`reference.train_reference` is the notebook's eager loop; `fast.train_fast` is the optimised engine,
+tested to match it. `train` builds the models and data, runs an engine, refuses to return weights
+that are not finite, scores every instance on a fixed evaluation set, and marks the best restart of
+each configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from tmslab.config import EVAL_SEED, ConfigError, TrainConfig
+from tmslab.data import FeatureDistribution, make_distribution
+from tmslab.models import ToyModel
+from tmslab.training.reference import train_reference
+
+__all__ = ["TrainResult", "TrainingDivergedError", "train", "evaluate", "build", "estimate_memory"]
+
+
+class TrainingDivergedError(RuntimeError):
+    """Training produced non-finite weights or losses."""
+
+
+@dataclass
+class TrainResult:
+    """Weights and scores of a trained batch of instances."""
+
+    config: TrainConfig
+    params: dict[str, Tensor]
+    eval_loss: Tensor  # [instances], the paper's L on config.eval_samples fresh samples
+    best: Tensor  # [instances] bool, the lowest eval loss among each configuration's restarts
+    train_seconds: float
+    engine: str
+    history: dict[str, Tensor] = field(default_factory=dict)
+
+    @property
+    def model(self) -> ToyModel:
+        return ToyModel.from_params(self.config.model, self.params)
+
+
+def build(config: TrainConfig) -> tuple[ToyModel, FeatureDistribution, Tensor]:
+    """Initialised model, training distribution and importance, one row per instance."""
+    rows = [c for c in range(config.n_configs) for _ in range(config.restarts)]
+    density = torch.tensor([config.config_density(c) for c in rows], dtype=torch.float32)
+    importance = torch.tensor([config.config_importance(c) for c in rows], dtype=torch.float32)
+    model = ToyModel(config.model, config.n_instances, config.n_features, config.n_hidden)
+    model.reset_parameters([config.instance_seed(k) for k in range(config.n_instances)], config.init)
+    dist = make_distribution(
+        config.distribution, density, signed=config.model == "abs", set_size=config.set_size
+    )
+    return model, dist, importance
+
+
+def estimate_memory(config: TrainConfig) -> int:
+    """Bytes the reference loop needs at peak (≈ a dozen float32 batch-sized tensors alive at once)."""
+    per_batch = config.n_instances * config.batch_size * max(config.n_features, config.n_hidden) * 4
+    return 12 * per_batch
+
+
+def _total_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 1 << 62
+
+
+def check_fits(config: TrainConfig) -> None:
+    """Refuse, before any work, a configuration that cannot fit in this machine's memory."""
+    need, have = estimate_memory(config), _total_memory()
+    if need > 0.8 * have:
+        raise ConfigError(
+            f"{config.n_instances} instances × batch {config.batch_size} × {config.n_features} features "
+            f"needs ≈{need / 2**30:.1f} GiB, more than this machine's {have / 2**30:.1f} GiB; "
+            "use fewer instances, a smaller batch or fewer features."
+        )
+
+
+@torch.no_grad()
+def evaluate(
+    model: ToyModel,
+    distribution: FeatureDistribution,
+    importance: Tensor,
+    n_samples: int,
+    seed: int = EVAL_SEED,
+    chunk: int = 8192,
+) -> Tensor:
+    """The paper's L per instance, on n_samples fresh samples drawn with a fixed seed."""
+    g = torch.Generator().manual_seed(seed)
+    total = torch.zeros(model.n_instances, dtype=torch.float64)
+    done = 0
+    # Bound the chunk so one chunk stays ≈ 64 MiB whatever the instance count.
+    chunk = max(1, min(chunk, (1 << 24) // max(1, model.n_instances * model.n_features)))
+    while done < n_samples:
+        b = min(chunk, n_samples - done)
+        x = distribution.sample(b, g)
+        err = importance[:, None, :] * (model.target(x) - model(x)) ** 2
+        total += err.sum(-1).sum(-1).double()
+        done += b
+    return (total / n_samples).float()
+
+
+def best_restarts(eval_loss: Tensor, restarts: int) -> Tensor:
+    """Boolean mask marking the lowest-loss restart of every configuration."""
+    grouped = eval_loss.view(-1, restarts)
+    best = torch.zeros_like(grouped, dtype=torch.bool)
+    best[torch.arange(grouped.shape[0]), grouped.argmin(1)] = True
+    return best.flatten()
+
+
+def _engine(config: TrainConfig) -> str:
+    if config.engine == "reference":
+        return "reference"
+    try:
+        from tmslab.training import fast
+    except ImportError:  # pragma: no cover - fast engine always ships, its deps may not
+        fast = None
+    reason = "fast engine unavailable" if fast is None else fast.supports(config)
+    if reason is None:
+        return "fast"
+    if config.engine == "fast":
+        raise ConfigError(f"engine 'fast' cannot train this configuration: {reason}.")
+    return "reference"
+
+
+def train(config: TrainConfig, *, progress: bool = False, desc: str = "train") -> TrainResult:
+    """Train every instance of `config`; raise TrainingDivergedError rather than return NaNs."""
+    check_fits(config)
+    engine = _engine(config)
+    model, dist, importance = build(config)
+    generator = torch.Generator().manual_seed(config.seed)
+    history: dict[str, list[Any]] = {"step": [], "loss": [], "snapshots": []}
+
+    def hook(step: int, m: ToyModel, loss: Tensor) -> None:
+        history["step"].append(step)
+        history["loss"].append(loss.detach().clone())
+        history["snapshots"].append(m.params())
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.steps, desc=desc, unit="step", leave=False, mininterval=0.5)
+
+    def tick(step: int) -> None:
+        if bar is not None:
+            bar.update(step + 1 - bar.n)
+
+    start = time.perf_counter()
+    try:
+        if engine == "fast":
+            from tmslab.training.fast import train_fast
+
+            train_fast(model, dist, importance, config, generator, hook if config.record_every else None, tick)
+        else:
+            train_reference(model, dist, importance, config, generator, hook if config.record_every else None, tick)
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - start
+
+    params = model.params()
+    bad = torch.zeros(config.n_instances, dtype=torch.bool)
+    for p in params.values():
+        bad |= ~torch.isfinite(p).flatten(1).all(1)
+    eval_loss = evaluate(model, dist, importance, config.eval_samples) if not bad.any() else None
+    if eval_loss is not None:
+        bad |= ~torch.isfinite(eval_loss)
+    if bad.any():
+        idx = bad.nonzero().flatten().tolist()
+        shown = ", ".join(map(str, idx[:10])) + (" …" if len(idx) > 10 else "")
+        raise TrainingDivergedError(
+            f"training diverged (non-finite weights or loss) in {len(idx)} of {config.n_instances} "
+            f"instances: {shown}; try a smaller lr (now {config.lr})."
+        )
+    hist: dict[str, Tensor] = {}
+    if history["step"]:
+        hist["step"] = torch.tensor(history["step"])
+        hist["loss"] = torch.stack(history["loss"])
+        for name in params:
+            hist[name] = torch.stack([s[name] for s in history["snapshots"]])
+    return TrainResult(
+        config=config,
+        params=params,
+        eval_loss=eval_loss,
+        best=best_restarts(eval_loss, config.restarts),
+        train_seconds=seconds,
+        engine=engine,
+        history=hist,
+    )

@@ -1,0 +1,80 @@
+"""The plain reference training loop: the notebook's recipe, written as eagerly as possible.
+
+This is the ground truth the fast engine is tested against (values, gradients, statistics) and the
+path used for anything the fast engine does not support. One optimiser step trains every instance:
+the objective is the sum over instances, so instances never interact (paper-spec §1.3).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from tmslab.config import TrainConfig
+from tmslab.data import FeatureDistribution
+from tmslab.models import ToyModel
+
+#: Called as hook(step, model, loss) every `record_every` steps; loss is the per-instance paper L
+#: of that step's training batch.
+Hook = Callable[[int, ToyModel, Tensor], None]
+
+
+def lr_multiplier(step: int, config: TrainConfig) -> float:
+    """Learning-rate factor at `step` (0-based): linear warm-up, then the notebook's schedules."""
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    t, total = step - config.warmup_steps, config.steps - config.warmup_steps
+    if config.schedule == "linear":
+        return 1.0 - t / total
+    if config.schedule == "cosine":
+        return math.cos(0.5 * math.pi * t / max(total - 1, 1))
+    return 1.0
+
+
+def objective(
+    model: ToyModel,
+    x: Float[Tensor, "instances batch features"],
+    importance: Float[Tensor, "instances features"],
+    hidden_l1: float = 0.0,
+) -> tuple[Tensor, Tensor]:
+    """(training objective summed over instances, per-instance paper L of this batch).
+
+    The objective is the notebook's: importance-weighted squared error averaged over batch *and*
+    features (the paper's L divided by n), plus λ·E‖h‖₁/n when the L1 penalty of §2.11 is on.
+    Adam is invariant to that constant factor, so this trains the paper's L.
+    """
+    out = model(x)
+    per_instance = (importance[:, None, :] * (model.target(x) - out) ** 2).sum(-1).mean(-1)
+    total = per_instance
+    if hidden_l1:
+        total = total + hidden_l1 * model.hidden(x).abs().sum(-1).mean(-1)
+    return total.sum() / model.n_features, per_instance.detach()
+
+
+def train_reference(
+    model: ToyModel,
+    distribution: FeatureDistribution,
+    importance: Float[Tensor, "instances features"],
+    config: TrainConfig,
+    generator: torch.Generator,
+    hook: Hook | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Train `model` in place with AdamW for config.steps steps of fresh batches."""
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_multiplier(s, config))
+    for step in range(config.steps):
+        x = distribution.sample(config.batch_size, generator)
+        opt.zero_grad(set_to_none=True)
+        loss, per_instance = objective(model, x, importance, config.hidden_l1)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if hook is not None and config.record_every and step % config.record_every == 0:
+            hook(step, model, per_instance)
+        if progress is not None:
+            progress(step)
