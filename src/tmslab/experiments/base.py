@@ -1,0 +1,169 @@
+"""What an experiment is: a declarative set of training runs, and an analysis of the saved weights.
+
+An experiment module declares its runs (`runs(quick)` → named TrainConfigs, or sweep specs) and
+analyses them (`analyze(ctx)` → checks and figures). Analyses only read what is on disk — the run
+directories — so every number in the report can be recomputed from the saved weights.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tmslab.config import TrainConfig
+from tmslab.io import Run
+
+
+@dataclass
+class Check:
+    """One quantitative acceptance check (paper-spec §7)."""
+
+    name: str
+    """What is checked, in a few words."""
+    measured: Any
+    """The measured value (a number, or a short list/string)."""
+    expected: str
+    """The accepted range, in words ("[0.9, 1.1]", "≥ 8 of 16")."""
+    passed: bool
+    """Whether measured lies in the expected range."""
+    source: str = ""
+    """Where the expectation comes from: paper-spec section and checklist id."""
+    note: str = ""
+    """Why the tolerance is what it is, or what was chosen where the spec is silent."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "measured": _jsonable(self.measured),
+            "expected": self.expected,
+            "passed": bool(self.passed),
+            "source": self.source,
+            "note": self.note,
+        }
+
+
+def _jsonable(v: Any) -> Any:
+    if hasattr(v, "tolist"):
+        v = v.tolist()
+    if isinstance(v, float):
+        return round(v, 6) if math.isfinite(v) else str(v)
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+def within(name: str, value: float, lo: float, hi: float, source: str, note: str = "") -> Check:
+    """A check that lo ≤ value ≤ hi."""
+    ok = math.isfinite(value) and lo <= value <= hi
+    return Check(name, float(value), f"[{lo:g}, {hi:g}]", ok, source, note)
+
+
+def at_least(name: str, value: float, lo: float, source: str, note: str = "") -> Check:
+    return Check(name, value, f"≥ {lo:g}", value >= lo, source, note)
+
+
+def at_most(name: str, value: float, hi: float, source: str, note: str = "") -> Check:
+    return Check(name, value, f"≤ {hi:g}", value <= hi, source, note)
+
+
+def all_within(name: str, values: Any, lo: float, hi: float, source: str, note: str = "") -> Check:
+    vals = [float(v) for v in values]
+    ok = bool(vals) and all(lo <= v <= hi for v in vals)
+    return Check(name, [round(v, 4) for v in vals], f"all in [{lo:g}, {hi:g}]", ok, source, note)
+
+
+@dataclass
+class FigureSpec:
+    """A figure an analysis produced: interactive (plotly) and static (matplotlib) versions."""
+
+    name: str
+    plotly: Any
+    static: Any
+    caption: str = ""
+
+
+@dataclass
+class Context:
+    """What an analysis sees: its runs as saved on disk, its sweeps' tables, and the fidelity."""
+
+    out: Path
+    quick: bool
+    runs: dict[str, Run] = field(default_factory=dict)
+    sweeps: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+@dataclass
+class Analysis:
+    checks: list[Check] = field(default_factory=list)
+    figures: list[FigureSpec] = field(default_factory=list)
+    tables: dict[str, Any] = field(default_factory=dict)
+    """Extra numbers recorded in the experiment's results.json (and shown in the report)."""
+
+
+class Experiment:
+    """Base class; subclasses set the class attributes and implement `runs` and `analyze`."""
+
+    name: str = ""
+    title: str = ""
+    claim: str = ""
+    """The paper's claim in one sentence."""
+    spec_ref: str = ""
+    """paper-spec section and checklist ids."""
+    notes: str = ""
+    """Choices made where the paper or spec is silent, shown in the report."""
+
+    def runs(self, quick: bool) -> dict[str, TrainConfig]:
+        """Named training runs; each is saved under DIR/<experiment>/<name>/."""
+        return {}
+
+    def sweeps(self, quick: bool) -> dict[str, dict[str, Any]]:
+        """Named sweep specs (tmslab.sweep format); each is run under DIR/<experiment>/<name>/."""
+        return {}
+
+    def analyze(self, ctx: Context) -> Analysis:
+        raise NotImplementedError
+
+    def fidelity(self, quick: bool) -> str:
+        """Steps, batch, restarts and grid of every run, in words, for the report."""
+        parts = []
+        for name, c in self.runs(quick).items():
+            parts.append(
+                f"{name}: {c.model}, n={c.n_features}, m={c.n_hidden}, {c.n_configs} configurations × "
+                f"{c.restarts} restarts, {c.steps} steps × batch {c.batch_size}, lr {c.lr:g}, eval on "
+                f"{c.eval_samples} samples"
+            )
+        for name, spec in self.sweeps(quick).items():
+            base = spec.get("base", {})
+            grid = ", ".join(f"{k}: {_axis_words(v)}" for k, v in spec.get("grid", {}).items())
+            parts.append(
+                f"{name}: sweep over {grid}; {spec.get('restarts', 1)} restarts; "
+                f"{base.get('steps', 10_000)} steps × batch {base.get('batch_size', 1024)}"
+            )
+        return "; ".join(parts)
+
+
+def _axis_words(axis: Any) -> str:
+    if isinstance(axis, dict):
+        kind = next((k for k in axis if k.endswith("range")), None)
+        if kind:
+            lo, hi = axis[kind]
+            return f"{axis.get('points')} points {kind.replace('_', ' ')} {lo:g}→{hi:g}"
+        return str(axis)
+    return f"{len(axis)} values"
+
+
+def figure(name: str, kind: str, *args: Any, caption: str = "", **kwargs: Any) -> FigureSpec:
+    """Both versions of a figure of `tmslab.plots` kind `kind` (e.g. "arrows_2d")."""
+    from tmslab.plots import figure_pair
+
+    interactive, static = figure_pair(kind, *args, **kwargs)
+    return FigureSpec(name, interactive, static, caption)
+
+
+def best_per_config(run: Run) -> list[int]:
+    """Instance index of each configuration's best restart."""
+    return run.best_indices()

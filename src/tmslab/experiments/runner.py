@@ -1,0 +1,198 @@
+"""`tms reproduce`: train every registered experiment's runs, analyse the saved weights, write the
+checks, figures, summary.json and the HTML report. Resumable at two levels: a finished experiment
+(its results.json) is skipped, and within an unfinished one every finished run is reused.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tmslab.config import ConfigError, versions
+from tmslab.experiments import EXPERIMENTS, get
+from tmslab.experiments.base import Context, Experiment
+from tmslab.io import RunFormatError, atomic_write_json, load_run, save_run
+
+RESULTS = "results.json"
+SUMMARY = "summary.json"
+
+
+def select(only: str | list[str] | None) -> list[Experiment]:
+    """Experiments named in `only` (comma list or list), in registry order; all when None."""
+    if only is None:
+        return list(EXPERIMENTS.values())
+    names = [n.strip() for n in (only.split(",") if isinstance(only, str) else only) if n.strip()]
+    if not names:
+        raise ConfigError("--only needs at least one experiment name.")
+    wanted = [get(n).name for n in names]  # get() raises a one-line ConfigError with a suggestion
+    return [e for e in EXPERIMENTS.values() if e.name in wanted]
+
+
+def _is_done(edir: Path, quick: bool) -> bool:
+    try:
+        res = json.loads((edir / RESULTS).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
+    return res.get("quick") == quick
+
+
+def _train_run(rdir: Path, config: Any, progress: bool, desc: str) -> Any:
+    """Reuse a finished run with the same configuration, else train and save it atomically."""
+    from tmslab.training import train
+
+    try:
+        run = load_run(rdir)
+        if run.config == config:
+            return run
+    except RunFormatError:
+        pass
+    result = train(config, progress=progress, desc=desc)
+    save_run(rdir, result, force=True)
+    return load_run(rdir)
+
+
+def run_experiment(exp: Experiment, out: Path, quick: bool, progress: bool = True) -> dict[str, Any]:
+    """Train (or reuse) the experiment's runs and sweeps, analyse them, write figures and results.json."""
+    from tmslab.plots import save_figure
+
+    edir = out / exp.name
+    edir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    ctx = Context(out=edir, quick=quick)
+    configs = exp.runs(quick)
+    for name, config in configs.items():
+        ctx.runs[name] = _train_run(edir / name, config, progress, f"{exp.name}/{name}")
+    specs = exp.sweeps(quick)
+    if specs:
+        from tmslab.sweep import run_sweep
+
+        for name, spec in specs.items():
+            ctx.sweeps[name] = run_sweep(spec, edir / name, progress=progress, resume=True)
+    analysis = exp.analyze(ctx)
+    figures = []
+    for fig in analysis.figures:
+        html, png = save_figure(fig.plotly, fig.static, edir / fig.name)
+        figures.append(
+            {"name": fig.name, "html": str(html.relative_to(out)), "png": str(png.relative_to(out)),
+             "caption": fig.caption}
+        )
+    results = {
+        "name": exp.name,
+        "title": exp.title,
+        "claim": exp.claim,
+        "spec_ref": exp.spec_ref,
+        "notes": exp.notes,
+        "fidelity": exp.fidelity(quick),
+        "quick": quick,
+        "configs": {n: c.to_dict() for n, c in configs.items()},
+        "sweeps": specs,
+        "checks": [c.to_dict() for c in analysis.checks],
+        "figures": figures,
+        "tables": analysis.tables,
+        "seconds": round(time.perf_counter() - start, 2),
+        "versions": versions(),
+    }
+    atomic_write_json(edir / RESULTS, results)
+    return results
+
+
+def collect(out: Path) -> list[dict[str, Any]]:
+    """results.json of every experiment under `out`, in registry order."""
+    found = []
+    for name in EXPERIMENTS:
+        path = out / name / RESULTS
+        if path.exists():
+            found.append(json.loads(path.read_text()))
+    return found
+
+
+def write_summary(out: Path) -> dict[str, Any]:
+    """DIR/summary.json: every check of every finished experiment."""
+    rows = []
+    for res in collect(out):
+        for c in res["checks"]:
+            rows.append({"experiment": res["name"], "source": c["source"] or res["spec_ref"], **c})
+    summary = {
+        "checks": rows,
+        "passed": sum(r["passed"] for r in rows),
+        "total": len(rows),
+        "experiments": [r["name"] for r in collect(out)],
+        "versions": versions(),
+    }
+    atomic_write_json(out / SUMMARY, summary)
+    return summary
+
+
+def build_index(out: Path) -> Path:
+    """Rebuild DIR/index.html from the experiments' results.json (no training)."""
+    from tmslab.report import Section, build_report
+
+    sections = []
+    for res in collect(out):
+        sections.append(
+            Section(
+                name=res["name"],
+                title=res["title"],
+                claim=res["claim"],
+                spec_ref=res["spec_ref"],
+                fidelity=("QUICK (reduced fidelity; checks are indicative): " if res["quick"] else "")
+                + res["fidelity"],
+                config={"runs": res["configs"], "sweeps": res["sweeps"]},
+                figures=[(f["html"], f["png"], f["caption"]) for f in res["figures"]],
+                checks=[{**c, "source": c["source"] or res["spec_ref"]} for c in res["checks"]],
+                notes=res["notes"],
+            )
+        )
+    if not sections:
+        raise ConfigError(f"{out} holds no experiment results; run `tms reproduce --out {out}` first.")
+    meta = {"versions": versions(), "generated": time.strftime("%Y-%m-%d %H:%M:%S")}
+    return build_report(out, sections, title="tmslab — Toy Models of Superposition, reproduced", meta=meta)
+
+
+def reproduce(
+    out: Path,
+    only: str | list[str] | None = None,
+    quick: bool = False,
+    force: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the selected experiments into `out` and build summary.json and index.html."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is an existing file; give a directory.")
+    experiments = select(only)
+    out.mkdir(parents=True, exist_ok=True)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(experiments), desc="reproduce", unit="experiment")
+    try:
+        for exp in experiments:
+            edir = out / exp.name
+            if bar is not None:
+                bar.set_postfix_str(exp.name)
+            if force and edir.exists():
+                shutil.rmtree(edir)
+            if _is_done(edir, quick):
+                log(f"{exp.name}: done earlier, skipped (use --force to recompute)")
+            else:
+                res = run_experiment(exp, out, quick, progress)
+                ok = sum(c["passed"] for c in res["checks"])
+                log(f"{exp.name}: {ok}/{len(res['checks'])} checks passed in {res['seconds']:.1f} s")
+                for c in res["checks"]:
+                    mark = "PASS" if c["passed"] else "FAIL"
+                    log(f"  [{mark}] {c['name']}: {c['measured']} (expected {c['expected']})")
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    summary = write_summary(out)
+    build_index(out)
+    return summary
