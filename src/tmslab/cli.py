@@ -181,6 +181,65 @@ def inspect(
     typer.echo(df.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
 
 
+# ---- tms reproduce / tms report ----------------------------------------------------------------------
+
+
+@app.command()
+def reproduce(
+    out: Annotated[Path, typer.Option(help="Output directory (resumable: finished experiments are skipped).")] = Path(
+        "reproduce"
+    ),
+    quick: Annotated[bool, typer.Option(help="Every experiment at reduced fidelity (about a minute).")] = False,
+    only: Annotated[str | None, typer.Option(help="Comma list of experiment names (see `tms experiments`).")] = None,
+    force: Annotated[bool, typer.Option(help="Recompute experiments even if finished.")] = False,
+    threads: Annotated[int | None, typer.Option(help="Torch CPU threads (default: torch's choice).")] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Reproduce the paper: train, check and plot every experiment, then write DIR/index.html.
+
+    Writes DIR/NAME/ per experiment (runs, figures, results.json), DIR/summary.json (every check)
+    and DIR/index.html (the offline report).
+    """
+    from tmslab.experiments.runner import reproduce as run_all
+
+    if threads is not None:
+        if threads < 1:
+            raise UsageError(f"--threads must be >= 1, got {threads}.")
+        import torch
+
+        torch.set_num_threads(threads)
+    summary = run_all(out, only=only, quick=quick, force=force, progress=not quiet, log=typer.echo)
+    typer.echo(f"{summary['passed']}/{summary['total']} checks passed; report: {out / 'index.html'}")
+
+
+@app.command()
+def experiments() -> None:
+    """List the registered paper experiments."""
+    from tmslab.experiments import EXPERIMENTS
+
+    for exp in EXPERIMENTS.values():
+        typer.echo(f"{exp.name:24s} {exp.spec_ref:28s} {exp.title}")
+
+
+@app.command()
+def report(
+    directory: Annotated[Path, typer.Argument(help="A `tms reproduce` output directory or a `tms sweep` directory.")],
+) -> None:
+    """Rebuild the HTML report of existing results, without training."""
+    if not directory.is_dir():
+        raise UsageError(f"{directory} is not a directory; give a `tms reproduce --out` or `tms sweep --out` path.")
+    if (directory / "spec.json").exists():
+        from tmslab.sweep import sweep_report
+
+        path = sweep_report(directory)
+    else:
+        from tmslab.experiments.runner import build_index, write_summary
+
+        write_summary(directory)
+        path = build_index(directory)
+    typer.echo(f"wrote {path}")
+
+
 # ---- entry point -----------------------------------------------------------------------------------
 
 

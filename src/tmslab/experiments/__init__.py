@@ -11,7 +11,7 @@ from tmslab.experiments.base import Experiment
 EXPERIMENTS: dict[str, Experiment] = {}
 
 #: Modules in paper order; each registers its experiment(s) on import.
-_MODULES = ["intro"]
+_MODULES = ["intro", "basic", "uniform"]
 
 
 def register(cls: type[Experiment]) -> type[Experiment]:

@@ -1,0 +1,136 @@
+"""§2.3 (E2, E2b): demonstrating superposition — linear vs ReLU-output models as sparsity grows.
+
+The linear model always keeps exactly the top-m features (like PCA). The ReLU-output model matches it
+when features are dense; as they get sparser, less important features enter superposition, first as
+antipodal pairs, and at high sparsity all features are stored, with negative biases.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from tmslab import metrics
+from tmslab.config import TrainConfig
+from tmslab.experiments import register
+from tmslab.experiments.base import Analysis, Check, Context, Experiment, all_within, at_least, at_most, figure
+
+#: The spec's proposal for the panels of the main figure (paper-spec §2.3: the values are unverified).
+DENSITIES = [1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001]
+SRC = "§2.3, E2"
+
+
+def _block_offdiag(W: torch.Tensor, m: int) -> float:
+    """Largest |off-diagonal| of the top-m block of WᵀW."""
+    G = metrics.gram(W[None])[0][:m, :m]
+    return float((G - torch.diag(torch.diagonal(G))).abs().max())
+
+
+def linear_like_checks(W: torch.Tensor, m: int, label: str) -> list[Check]:
+    """Top-m features kept orthonormal, the rest dropped (the linear model's solution)."""
+    norms = metrics.feature_norms(W[None])[0]
+    return [
+        all_within(f"{label}: ‖W_i‖ of the top {m} features", norms[:m], 0.9, 1.1, SRC),
+        all_within(f"{label}: ‖W_i‖ of the other features", norms[m:], 0.0, 0.1, SRC),
+        at_most(f"{label}: max |off-diagonal| of the top-{m} block of WᵀW", _block_offdiag(W, m), 0.05, SRC),
+    ]
+
+
+@register
+class Basic(Experiment):
+    name = "basic"
+    title = "Demonstrating superposition: linear vs ReLU output model (n = 20, m = 5, I = 0.7^i)"
+    claim = (
+        "A linear model only ever represents the m most important features; a ReLU-output model does the same "
+        "for dense features but stores more and more features in superposition as they become sparser."
+    )
+    spec_ref = "§2.3, E2"
+    notes = (
+        "The panel densities {1, .3, .1, .03, .01, .003, .001} are the spec's proposal (the paper does not state "
+        "them). Best of 3 restarts per density for both models. 'Moderate sparsity' for the antipodal-pair check "
+        "means any of the densities 0.3–0.03; 'high sparsity' for the bias check means density ≤ 0.003."
+    )
+
+    def runs(self, quick: bool) -> dict[str, TrainConfig]:
+        common = dict(n_features=20, n_hidden=5, importance_decay=0.7, restarts=1 if quick else 3,
+                      steps=2_000 if quick else 10_000, eval_samples=20_000 if quick else 100_000)
+        dens = [1.0, 0.1, 0.01, 0.001] if quick else DENSITIES
+        return {
+            "linear": TrainConfig(model="linear", density=dens, **common),
+            "relu": TrainConfig(model="relu-output", density=dens, **common),
+        }
+
+    def analyze(self, ctx: Context) -> Analysis:
+        lin, relu = ctx.runs["linear"], ctx.runs["relu"]
+        m = relu.config.n_hidden
+        dens = [float(d) for d in relu.config.density]
+        Wl, Wr, br = lin.W.double()[lin.best_indices()], relu.W.double()[relu.best_indices()], relu.b.double()
+        br = br[relu.best_indices()]
+        checks: list[Check] = []
+        for i, d in enumerate(dens):
+            checks += linear_like_checks(Wl[i], m, f"linear, density {d:g}")
+        checks += linear_like_checks(Wr[dens.index(1.0)], m, "ReLU, density 1")
+        norms = metrics.feature_norms(Wr)
+        for i, d in enumerate(dens):
+            if d <= 0.01:
+                checks.append(at_least(f"ReLU, density {d:g}: features with ‖W_i‖ > 0.5",
+                                       int((norms[i] > 0.5).sum()), 10, SRC))
+        moderate = [i for i, d in enumerate(dens) if 0.03 <= d <= 0.3]
+        off = metrics.gram(Wr) + torch.eye(Wr.shape[-1]) * 1e9  # mask the diagonal out of the minimum
+        min_off = min(float(off[i].min()) for i in moderate) if moderate else float("nan")
+        checks.append(at_most("ReLU, density 0.3–0.03: most negative off-diagonal of WᵀW (antipodal pairs)",
+                              min_off, -0.9, SRC, "W_j ≈ −W_i gives an off-diagonal ≈ −1"))
+        for i, d in enumerate(dens):
+            if d <= 0.003:
+                learned = norms[i] > 0.5
+                checks.append(all_within(f"ReLU, density {d:g}: b_i of learned features", br[i][learned], -10, 0, SRC,
+                                         "negative biases appear at high sparsity"))
+        titles = [f"density {d:g}" for d in dens]
+        figs = [
+            figure("linear", "gram_heatmaps", Wl, lin.b[lin.best_indices()], titles, vline_at=m,
+                   caption="Linear model: WᵀW, b and feature norms (bar colour = superposition)."),
+            figure("relu", "gram_heatmaps", Wr, br, titles, vline_at=m,
+                   caption="ReLU output model at decreasing density: WᵀW, b and feature norms."),
+        ]
+        return Analysis(checks, figs)
+
+
+@register
+class BasicLarge(Experiment):
+    name = "basic-large"
+    title = "Demonstrating superposition, scaled up (n = 80, m = 20, I = 0.9^i)"
+    claim = "The scaled-up model behaves as a rescaled version of the small one: more features are learned as sparsity grows."
+    spec_ref = "§2.3, E2b"
+    notes = (
+        "The paper's sizes (n = 80, m = 20, I = 0.9^i) with the notebook's 20 densities 20^(−linspace(0,1,20)) "
+        "(1 → 0.05); one restart per density. Monotonicity allows ±2 features of noise, as the checklist says."
+    )
+
+    def runs(self, quick: bool) -> dict[str, TrainConfig]:
+        n_dens = 6 if quick else 20
+        dens = [round(20 ** (-i / (n_dens - 1)), 4) for i in range(n_dens)]
+        return {"relu": TrainConfig(n_features=80, n_hidden=20, importance_decay=0.9, density=dens,
+                                    steps=2_000 if quick else 10_000, eval_samples=10_000 if quick else 100_000)}
+
+    def analyze(self, ctx: Context) -> Analysis:
+        run = ctx.runs["relu"]
+        m = run.config.n_hidden
+        dens = [float(d) for d in run.config.density]
+        W = run.W.double()
+        learned = (metrics.feature_norms(W) > 0.5).sum(-1).tolist()
+        drops = [learned[i] - learned[i + 1] for i in range(len(learned) - 1)]
+        src = "§2.3, E2b"
+        checks = [
+            Check("learned features (‖W_i‖ > 0.5) per density, dense → sparse", learned, "non-decreasing ± 2",
+                  max(drops, default=0) <= 2, src),
+            Check("learned features at density 1", learned[0], f"= m = {m}", learned[0] == m, src),
+            at_least(f"learned features at density {dens[-1]:g}", learned[-1], 2 * m, src),
+        ]
+        show = list(range(0, len(dens), max(1, len(dens) // 5)))
+        figs = [
+            figure("relu", "gram_heatmaps", W[show], run.b[show], [f"density {dens[i]:g}" for i in show], vline_at=m,
+                   caption="Every fourth density: WᵀW, b and feature norms (bar colour = superposition)."),
+            figure("learned", "lines", [1 / d for d in dens], {"learned features": learned}, xlabel="1/(1−S)",
+                   ylabel="features with ‖W_i‖ > 0.5", log_x=True, hlines={"m": m},
+                   caption="Number of learned features against 1/(1−S)."),
+        ]
+        return Analysis(checks, figs, {"learned": learned, "density": dens})
