@@ -1,0 +1,449 @@
+"""Closed-form results: phase diagrams, tight-frame polytopes, the one-hot limit, nonlinear compression.
+
+- §2.5: the "toy model of the toy model" — candidate losses and phase boundaries for n=2, m=1 and n=3, m=2;
+- §2.6.2 / §4.4: synthetic uniform polytopes (tight frames, D = d/k) and tegum products, with guide lines;
+- §6.4: Chen et al.'s exact population loss in the one-hot (S → 1) limit and its k-gon critical points;
+- §2.13: the compress/decompress scheme t = (⌊Zx⌋ + y)/Z of the nonlinear-compression appendix.
+
+Everything is float64 and deterministic; nothing here samples. Only torch is needed (no scipy).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from dataclasses import dataclass
+from enum import Enum
+from typing import Literal
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+ArrayLike = float | Tensor
+
+
+def _t(x: ArrayLike) -> Tensor:
+    return torch.as_tensor(x, dtype=torch.float64)
+
+
+# ---- §2.5 phase change: n = 2, m = 1 -----------------------------------------------------------------
+
+
+class Phase2x1(str, Enum):
+    """Outcome for the extra feature (importance r) of the n=2, m=1 model; the empirical classifier shares it.
+
+    Integer code = position in `PHASES_2X1` (also `.code`).
+    """
+
+    NOT_LEARNED = "not learned"  # W = [1, 0]: the extra feature is ignored (W ⊥ (0, 1))
+    SUPERPOSITION = "superposition"  # W = [1, −1]: antipodal pair (W ⊥ (1, 1))
+    DEDICATED = "dedicated"  # W = [0, 1]: feature 1 dropped, the extra one gets the dimension (W ⊥ (1, 0))
+
+    @property
+    def code(self) -> int:
+        return PHASES_2X1.index(self)
+
+
+PHASES_2X1: tuple[Phase2x1, ...] = tuple(Phase2x1)
+
+#: The direction each 2x1 solution leaves out of W's row space (its ignored direction, §2.5).
+IGNORED_DIRECTION_2X1: dict[Phase2x1, tuple[float, ...]] = {
+    Phase2x1.NOT_LEARNED: (0.0, 1.0),
+    Phase2x1.SUPERPOSITION: (1.0, 1.0),
+    Phase2x1.DEDICATED: (1.0, 0.0),
+}
+
+#: (r, s) where the three 2x1 phases meet.
+TRIPLE_POINT_2X1 = (1.0, 4.0 / 7.0)
+
+
+def _ignored_loss(s: Tensor) -> Tensor:
+    # An ignored feature gets bias s/2 (its mean): (1−s)(s/2)² + s∫(x − s/2)² = s/3 − s²/4 (§2.5 [W]).
+    return s / 3 - s**2 / 4
+
+
+def losses_2x1(r: ArrayLike, s: ArrayLike) -> Float[Tensor, "phases *grid"]:
+    """Expected loss per sample of each candidate, stacked in PHASES_2X1 order (§2.5 [W]).
+
+    s = density 1 − S of both features, r = importance of the extra feature (feature 1 has importance 1).
+    The antipodal solution errs only when both are active (prob. s²), by (1 + r)·E[min(x₁, x₂)²] = (1 + r)/6.
+    """
+    r, s = torch.broadcast_tensors(_t(r), _t(s))
+    return torch.stack([r * _ignored_loss(s), (1 + r) * s**2 / 6, _ignored_loss(s)])
+
+
+def phase_2x1(r: ArrayLike, s: ArrayLike) -> Int[Tensor, "*grid"]:
+    """Code (index into PHASES_2X1) of the lowest-loss candidate; ties go to the earlier phase."""
+    return losses_2x1(r, s).argmin(0)
+
+
+def boundary_2x1(r: ArrayLike) -> Tensor:
+    """Superposition is optimal iff s < s*(r): 4r/(2+5r) for r ≤ 1, 4/(5+2r) for r ≥ 1 (§2.5 [D])."""
+    r = _t(r)
+    return torch.where(r <= 1, 4 * r / (2 + 5 * r), 4 / (5 + 2 * r))
+
+
+# ---- §2.5 phase change: n = 3, m = 2 ----------------------------------------------------------------
+
+
+class Phase3x2(str, Enum):
+    """Candidates for n=3, m=2 with importances (1, 1, r), named by what happens (§2.5 [W]).
+
+    Integer code = position in `PHASES_3X2` (also `.code`).
+    """
+
+    IGNORE_EXTRA = "extra not learned"  # W ⊥ (0, 0, 1)
+    IGNORE_OTHER = "other dropped, extra dedicated"  # W ⊥ (1, 0, 0)
+    EXTRA_ANTIPODAL = "extra antipodal"  # W ⊥ (0, 1, 1): extra antipodal with one other feature
+    OTHERS_ANTIPODAL = "others antipodal, extra dedicated"  # W ⊥ (1, 1, 0)
+
+    @property
+    def code(self) -> int:
+        return PHASES_3X2.index(self)
+
+
+PHASES_3X2: tuple[Phase3x2, ...] = tuple(Phase3x2)
+
+#: Ignored direction of each 3x2 solution (§2.5); equivalent up to swapping the two importance-1 features,
+#: so an empirical classifier (smallest-eigenvalue direction of WᵀW, E3) should compare up to that swap.
+IGNORED_DIRECTION_3X2: dict[Phase3x2, tuple[float, ...]] = {
+    Phase3x2.IGNORE_EXTRA: (0.0, 0.0, 1.0),
+    Phase3x2.IGNORE_OTHER: (1.0, 0.0, 0.0),
+    Phase3x2.EXTRA_ANTIPODAL: (0.0, 1.0, 1.0),
+    Phase3x2.OTHERS_ANTIPODAL: (1.0, 1.0, 0.0),
+}
+
+
+def losses_3x2(r: ArrayLike, s: ArrayLike) -> Float[Tensor, "phases *grid"]:
+    """Expected loss of each candidate, stacked in PHASES_3X2 order (§2.5 [W])."""
+    r, s = torch.broadcast_tensors(_t(r), _t(s))
+    return torch.stack([r * _ignored_loss(s), _ignored_loss(s), (1 + r) * s**2 / 6, s**2 / 3])
+
+
+def phase_3x2(r: ArrayLike, s: ArrayLike) -> Int[Tensor, "*grid"]:
+    """Code (index into PHASES_3X2) of the lowest-loss candidate; ties go to the earlier phase."""
+    return losses_3x2(r, s).argmin(0)
+
+
+def boundary_3x2(r: ArrayLike) -> Tensor:
+    """Antipodal solutions win iff s < s*(r): 4r/(2+5r) for r < 1, 4/7 for r ≥ 1 (§2.5 [D])."""
+    r = _t(r)
+    return torch.where(r < 1, 4 * r / (2 + 5 * r), torch.full_like(r, 4 / 7))
+
+
+def phase_grid(
+    which: Literal["2x1", "3x2"] = "2x1",
+    size: int = 200,
+    r_range: tuple[float, float] = (0.01, 100.0),
+    s_range: tuple[float, float] = (0.001, 1.0),
+) -> tuple[Float[Tensor, " r"], Float[Tensor, " s"], Int[Tensor, "s r"]]:
+    """Log-spaced theoretical phase diagram (E3): r values, s values, codes[s, r]."""
+    r = torch.logspace(math.log10(r_range[0]), math.log10(r_range[1]), size, dtype=torch.float64)
+    s = torch.logspace(math.log10(s_range[0]), math.log10(s_range[1]), size, dtype=torch.float64)
+    fn = phase_2x1 if which == "2x1" else phase_3x2
+    return r, s, fn(r[None, :], s[:, None])
+
+
+# ---- §2.6.2 tight frames and polytopes ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GuideLine:
+    """A uniform polytope of `size` unit vectors spanning `dim` dimensions: each feature has D = dim/size."""
+
+    dim: int
+    size: int
+    name: str
+
+    @property
+    def value(self) -> float:
+        return self.dim / self.size
+
+
+#: Guide lines for the D_i scatter (§2.6.2): the paper's named fractions plus the notebook's extra lines.
+POLYTOPE_FRACTIONS: tuple[GuideLine, ...] = (
+    GuideLine(1, 1, "dedicated"),
+    GuideLine(5, 6, "5-simplex"),
+    GuideLine(4, 5, "4-simplex"),
+    GuideLine(3, 4, "tetrahedron"),
+    GuideLine(2, 3, "triangle"),
+    GuideLine(1, 2, "antipodal pair"),
+    GuideLine(2, 5, "pentagon"),
+    GuideLine(3, 8, "square antiprism"),
+    GuideLine(2, 6, "hexagon"),
+    GuideLine(2, 7, "heptagon"),
+    GuideLine(3, 12, "icosahedron"),
+    GuideLine(3, 20, "dodecahedron"),
+)
+
+#: The fractions the paper itself names as sticky (§2.6.2; E5 uses these plus 1 and 1/3).
+PAPER_FRACTIONS: tuple[float, ...] = (1.0, 3 / 4, 2 / 3, 1 / 2, 2 / 5, 3 / 8, 1 / 3)
+
+
+def tight_frame_dimensionality(dim: int, size: int) -> float:
+    """D = d/k for each of k unit vectors forming a tight frame in d dimensions (§2.6.2 [D])."""
+    return dim / size
+
+
+def _unit_columns(V: Tensor) -> Float[Tensor, "1 dim points"]:
+    V = V.to(torch.float64)
+    return (V / V.norm(dim=0, keepdim=True))[None]
+
+
+def antipodal_pair() -> Float[Tensor, "1 1 2"]:
+    """Two features sharing one dimension with opposite signs (D = 1/2 each)."""
+    return torch.tensor([[[1.0, -1.0]]], dtype=torch.float64)
+
+
+def regular_polygon(k: int, phase: float = 0.0) -> Float[Tensor, "1 2 k"]:
+    """k ≥ 3 unit vectors at angles phase + 2πj/k (D = 2/k)."""
+    if k < 3:
+        raise ValueError(f"a regular polygon needs k >= 3 vertices, got {k}; use antipodal_pair() for k = 2.")
+    a = phase + 2 * math.pi * torch.arange(k, dtype=torch.float64) / k
+    return torch.stack([a.cos(), a.sin()])[None]
+
+
+def simplex(d: int) -> Float[Tensor, "1 d d_plus_1"]:
+    """Regular simplex: d + 1 unit vectors in d dims, pairwise cosine −1/d (D = d/(d+1)).
+
+    Built as in §2.6.3: the basis vectors of R^{d+1} projected onto the complement of (1, …, 1).
+    """
+    n = d + 1
+    P = torch.eye(n, dtype=torch.float64) - 1.0 / n  # projector onto (1,…,1)^⊥
+    U, _, _ = torch.linalg.svd(P)
+    return _unit_columns(U[:, :d].T @ P)
+
+
+def tetrahedron() -> Float[Tensor, "1 3 4"]:
+    """Regular tetrahedron (D = 3/4)."""
+    return simplex(3)
+
+
+def octahedron() -> Float[Tensor, "1 3 6"]:
+    """±e₁, ±e₂, ±e₃: the tegum product of three antipodal pairs (D = 1/2)."""
+    eye = torch.eye(3, dtype=torch.float64)
+    return torch.stack([eye, -eye], dim=-1).reshape(3, 6)[None]
+
+
+def cube() -> Float[Tensor, "1 3 8"]:
+    """The eight vertices (±1, ±1, ±1)/√3 (a tight frame: D = 3/8)."""
+    return _unit_columns(torch.tensor(list(itertools.product((1.0, -1.0), repeat=3))).T)
+
+
+def square_antiprism(height: float = 1 / math.sqrt(2)) -> Float[Tensor, "1 3 8"]:
+    """Unit vectors along (cos(jπ/4), sin(jπ/4), ±height), sign alternating; a tight frame (D = 3/8) at
+    height 1/√2, the default (§2.6.2)."""
+    j = torch.arange(8, dtype=torch.float64)
+    a = j * math.pi / 4
+    return _unit_columns(torch.stack([a.cos(), a.sin(), height * (-1.0) ** j]))
+
+
+def icosahedron() -> Float[Tensor, "1 3 12"]:
+    """The 12 vertices of the regular icosahedron (D = 3/12)."""
+    phi = (1 + math.sqrt(5)) / 2
+    pts = []
+    for s1, s2 in itertools.product((1.0, -1.0), repeat=2):
+        for perm in range(3):
+            v = [0.0, s1, s2 * phi]
+            pts.append(v[-perm:] + v[:-perm] if perm else v)
+    return _unit_columns(torch.tensor(pts).T)
+
+
+def dodecahedron() -> Float[Tensor, "1 3 20"]:
+    """The 20 vertices of the regular dodecahedron (D = 3/20)."""
+    phi = (1 + math.sqrt(5)) / 2
+    pts = [list(v) for v in itertools.product((1.0, -1.0), repeat=3)]
+    for s1, s2 in itertools.product((1.0, -1.0), repeat=2):
+        for perm in range(3):
+            v = [0.0, s1 / phi, s2 * phi]
+            pts.append(v[-perm:] + v[:-perm] if perm else v)
+    return _unit_columns(torch.tensor(pts).T)
+
+
+def tegum(*polytopes: Tensor) -> Float[Tensor, "1 dim points"]:
+    """Tegum product: the factors embedded in mutually orthogonal subspaces (block-diagonal W, §2.6.2)."""
+    blocks = [p[0] if p.ndim == 3 else p for p in polytopes]
+    return torch.block_diag(*[b.to(torch.float64) for b in blocks])[None]
+
+
+def triangular_bipyramid() -> Float[Tensor, "1 3 5"]:
+    """Triangle ⊕ antipodal pair in 3-D: D = (2/3, 2/3, 2/3, 1/2, 1/2) (§2.6.2)."""
+    return tegum(regular_polygon(3), antipodal_pair())
+
+
+def pentagonal_bipyramid() -> Float[Tensor, "1 3 7"]:
+    """Pentagon ⊕ antipodal pair in 3-D: D = 5 × 2/5 and 2 × 1/2 (§2.6.2)."""
+    return tegum(regular_polygon(5), antipodal_pair())
+
+
+# ---- §6.4 one-hot limit (Chen et al.) -----------------------------------------------------------------
+
+
+def _square_integral(alpha: Tensor, beta: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
+    """∫_lo^hi (αt + β)² dt, exactly."""
+    return alpha**2 * (hi**3 - lo**3) / 3 + alpha * beta * (hi**2 - lo**2) + beta**2 * (hi - lo)
+
+
+def _active_interval(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """The sub-interval of t ∈ [0, 1] where a·t + b > 0 (empty: lo = hi)."""
+    safe = torch.where(a == 0, torch.ones_like(a), a)
+    root = (-b / safe).clamp(0, 1)
+    zero, one = torch.zeros_like(a), torch.ones_like(a)
+    lo = torch.where(a > 0, root, zero)
+    hi = torch.where(a < 0, root, one)
+    flat_on = b > 0  # a = 0: on everywhere iff b > 0
+    lo = torch.where(a == 0, zero, lo)
+    hi = torch.where(a == 0, torch.where(flat_on, one, zero), hi)
+    return lo, hi
+
+
+def one_hot_loss(
+    W: Float[Tensor, "*instances hidden features"],
+    b: Float[Tensor, "*instances features"],
+    importance: Float[Tensor, "*instances features"] | None = None,
+) -> Float[Tensor, "*instances"]:
+    """Exact population loss of ReLU(WᵀWx + b) when exactly one feature is active (§6.4).
+
+    x = t·e_i with i uniform over the c features and t ~ U[0, 1]; loss Σ_j I_j (x_j − x'_j)² (the paper's
+    sum over outputs; divide by c for the notebook's mean). With G = WᵀW, output j is ReLU(G_ji t + b_j);
+    each term is the integral over t of a squared ReLU of an affine function, done piecewise-analytically.
+    Chen et al.'s H = 3c·L. Works for any hidden size; differentiable (used by the k-gon solver).
+    Accepts W [hidden, features] (returns a scalar) or a batch [instances, hidden, features].
+    """
+    W, b = W.to(torch.float64), b.to(torch.float64)
+    c = W.shape[-1]
+    imp = torch.ones_like(b) if importance is None else importance.to(torch.float64).expand_as(b)
+    G = W.transpose(-1, -2) @ W  # G[..., j, i]: weight of input i on output j
+    bj = b[..., :, None].expand_as(G)
+    lo, hi = _active_interval(G, bj)
+    # Output j ≠ i (target 0): ∫ ReLU(G_ji t + b_j)².  Output i (target t): ∫ t² off the active
+    # interval plus ∫ ((1 − G_ii) t − b_i)² on it.
+    wrong = _square_integral(G, bj, lo, hi)
+    own_on = _square_integral(1 - G, -bj, lo, hi) - (hi**3 - lo**3) / 3
+    eye = torch.eye(c, dtype=torch.bool)
+    per = torch.where(eye, 1.0 / 3 + own_on, wrong)  # [..., j (output), i (active)]
+    return (imp[..., :, None] * per).sum((-2, -1)) / c
+
+
+def kgon_weights(
+    k: int, c: int, length: float, bias: float, positive_bias_dead: int = 0
+) -> tuple[Float[Tensor, "1 2 c"], Float[Tensor, "1 c"]]:
+    """The k-gon critical point's parameters: features 0..k−1 at angles 2πj/k with norm `length` and bias
+    `bias`; the other c − k dead (zero weight, bias 0), except `positive_bias_dead` of them with bias 1/(2c)
+    (Chen et al.'s k⁺ variants)."""
+    if not 0 <= positive_bias_dead <= c - k:
+        raise ValueError(f"positive_bias_dead must be in [0, c − k] = [0, {c - k}], got {positive_bias_dead}.")
+    W = torch.zeros(1, 2, c, dtype=torch.float64)
+    b = torch.zeros(1, c, dtype=torch.float64)
+    if k == 1:
+        W[0, 0, 0] = length
+    elif k == 2:
+        W[0, 0, :2] = torch.tensor([length, -length], dtype=torch.float64)
+    else:
+        W[0, :, :k] = length * regular_polygon(k)[0]
+    b[0, :k] = bias
+    b[0, k : k + positive_bias_dead] = 1.0 / (2 * c)
+    return W, b
+
+
+@dataclass(frozen=True)
+class KGon:
+    """A k-gon critical point of the one-hot loss (§6.4): norm l*, bias b*, and h_k = 3·Σ_live E[loss]."""
+
+    k: int
+    length: float
+    bias: float
+    h: float
+
+    def loss(self, c: int, positive_bias_dead: int = 0) -> float:
+        """L(k, c) = (h_k + c − k)/(3c); each k⁺ dead feature with bias 1/(2c) saves 3/(4c) of H."""
+        if c < self.k + positive_bias_dead:
+            raise ValueError(f"c = {c} has no room for a {self.k}-gon plus {positive_bias_dead} biased features.")
+        return (self.h + c - self.k - positive_bias_dead * 3 / (4 * c)) / (3 * c)
+
+
+def _kgon_h(k: int, params: Float[Tensor, "*batch 2"]) -> Float[Tensor, "*batch"]:
+    # h_k = 3c·L at c = k (no dead features), as a differentiable function of (l, b).
+    a = 2 * math.pi * torch.arange(k, dtype=torch.float64) / k
+    W = params[..., 0, None, None] * torch.stack([a.cos(), a.sin()])
+    return 3 * k * one_hot_loss(W, params[..., 1, None].expand(*params.shape[:-1], k))
+
+
+@functools.cache
+def solve_kgon(k: int, iterations: int = 200) -> KGon:
+    """Minimise h_k over (l, b) for a regular k-gon (k ≥ 3): coarse grid, then damped Newton (§6.4).
+
+    h_k is piecewise polynomial, so Newton with exact autograd Hessians converges to machine precision.
+    Cached: the result depends on k alone.
+    """
+    grid = torch.cartesian_prod(
+        torch.linspace(0.5, 2.5, 41, dtype=torch.float64), torch.linspace(-2.5, 0.5, 61, dtype=torch.float64)
+    )
+    p = grid[_kgon_h(k, grid).argmin()]
+    f = lambda q: _kgon_h(k, q)  # noqa: E731
+    for _ in range(iterations):
+        g = torch.autograd.functional.jacobian(f, p)
+        if float(g.norm()) < 1e-13:
+            break
+        H = torch.autograd.functional.hessian(f, p)
+        try:
+            step = torch.linalg.solve(H, g)
+            if float(step @ g) <= 0:  # not a descent direction: fall back to the gradient
+                step = g
+        except RuntimeError:
+            step = g
+        t, f0 = 1.0, float(f(p))
+        while t > 1e-12 and float(f(p - t * step)) > f0 + 1e-16:
+            t /= 2
+        if t <= 1e-12:
+            break
+        p = p - t * step
+        if float((t * step).norm()) < 1e-15:
+            break
+    return KGon(k, float(p[0]), float(p[1]), float(f(p)))
+
+
+# ---- §2.13 nonlinear compression ----------------------------------------------------------------------
+
+#: Summed MSE of the two linear baselines on dense U[0,1]² (keep one value, or keep the average) (§2.13 [D]).
+LINEAR_COMPRESSION_MSE = 1.0 / 12.0
+
+
+def _ramp_floor(u: Tensor, Z: int, width: float) -> Tensor:
+    """⌊u⌋ on [0, Z) with each jump at j = 1..Z−1 replaced by a linear ramp of `width`, centred on j."""
+    j = torch.arange(1, Z, dtype=torch.float64)
+    if width <= 0:
+        return (u[..., None] >= j).to(torch.float64).sum(-1)
+    return ((u[..., None] - j) / width + 0.5).clamp(0, 1).sum(-1)
+
+
+def compression_mse(Z: int, eps: float, grid: int = 1200) -> float:
+    """Summed MSE of t = (⌊Zx⌋ + y)/Z on dense (x, y) ~ U[0,1]², by midpoint integration on grid² points.
+
+    Our concrete reading of §2.13: every floor (in the encoder ⌊Zx⌋ and the decoder ⌊Zt⌋) is replaced by
+    a linear ramp of width ε in units of x and t (so ε ≤ 1/Z), centred on the jump; decoding uses the bin
+    middle, x' = (⌊Zt⌋ + 1/2)/Z, and y' = Zt − ⌊Zt⌋. As ε → 0 the MSE tends to 1/(12Z²) (x is quantised,
+    y exact); the grid is a multiple of Z so that limit is reproduced to O(1/grid²).
+    """
+    if not 0 <= eps <= 1 / Z:
+        raise ValueError(f"eps must be in [0, 1/Z] = [0, {1 / Z:.4g}], got {eps}.")
+    pts = (torch.arange(grid, dtype=torch.float64) + 0.5) / grid
+    x, y = pts[:, None], pts[None, :]
+    t = (_ramp_floor(Z * x, Z, Z * eps) + y) / Z
+    q = _ramp_floor(Z * t, Z, Z * eps)
+    x_hat, y_hat = (q + 0.5) / Z, Z * t - q
+    return float(((x - x_hat) ** 2 + (y - y_hat) ** 2).mean())
+
+
+def linear_compression_mse(kind: Literal["keep-one", "average"], grid: int = 1200) -> float:
+    """Numerical check of the linear baselines (both 1/12): keep x and set y' = 1/2, or x' = y' = (x+y)/2."""
+    pts = (torch.arange(grid, dtype=torch.float64) + 0.5) / grid
+    x, y = pts[:, None], pts[None, :]
+    if kind == "keep-one":
+        err = (y - 0.5) ** 2 + 0 * x
+    else:
+        m = (x + y) / 2
+        err = (x - m) ** 2 + (y - m) ** 2
+    return float(err.mean())

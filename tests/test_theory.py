@@ -1,0 +1,233 @@
+"""Known-answer tests for tmslab.theory (paper-spec §2.5, §2.6.2, §2.13, §6.4; checklist E3, E6, E19, F5)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from tmslab import theory as T
+
+R_VALUES = [0.1, 0.3, 0.5, 1.0, 2.0, 3.0, 10.0]
+
+
+def _antipodal_boundary(losses, r: float, antipodal: list[int]) -> float:
+    """The density s where the best antipodal candidate stops beating the rest (bisection on the losses)."""
+
+    def margin(s: float) -> float:
+        L = losses(r, s)
+        rest = [i for i in range(L.shape[0]) if i not in antipodal]
+        return float(L[antipodal].min() - L[rest].min())
+
+    # Locate the sign change on a fine grid first, then bisect to machine precision.
+    grid = torch.linspace(1e-4, 1.0, 2001, dtype=torch.float64).tolist()
+    signs = [margin(s) < 0 for s in grid]
+    i = signs.index(False)
+    lo, hi = grid[i - 1], grid[i]
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if margin(mid) < 0 else (lo, mid)
+    return (lo + hi) / 2
+
+
+@pytest.mark.parametrize("r", R_VALUES)
+def test_2x1_boundary_matches_formula(r):
+    s_num = _antipodal_boundary(T.losses_2x1, r, antipodal=[T.Phase2x1.SUPERPOSITION.code])
+    assert s_num == pytest.approx(float(T.boundary_2x1(r)), abs=1e-3)
+    expected = 4 * r / (2 + 5 * r) if r <= 1 else 4 / (5 + 2 * r)
+    assert float(T.boundary_2x1(r)) == pytest.approx(expected, abs=1e-12)
+    # Just below the boundary superposition wins; just above, the r < 1 / r > 1 side's phase.
+    s = float(T.boundary_2x1(r))
+    assert int(T.phase_2x1(r, 0.99 * s)) == T.Phase2x1.SUPERPOSITION.code
+    above = T.Phase2x1.NOT_LEARNED if r < 1 else T.Phase2x1.DEDICATED
+    if r != 1:
+        assert int(T.phase_2x1(r, 1.01 * s)) == above.code
+
+
+def test_2x1_known_points_and_triple_point():
+    assert float(T.boundary_2x1(0.1)) == pytest.approx(0.16, abs=1e-12)
+    assert float(T.boundary_2x1(10.0)) == pytest.approx(0.16, abs=1e-12)
+    r, s = T.TRIPLE_POINT_2X1
+    L = T.losses_2x1(r, s)
+    assert torch.allclose(L, L[0].expand(3), atol=1e-15)  # all three candidates tie
+    assert s == pytest.approx(4 / 7)
+
+
+def test_2x1_symmetric_in_log_r():
+    r = torch.logspace(-2, 2, 201, dtype=torch.float64)
+    assert torch.allclose(T.boundary_2x1(r), T.boundary_2x1(1 / r), atol=1e-12)
+    # r → 1/r swaps 'not learned' and 'dedicated' (the roles of the two features), keeping superposition.
+    rr, s, codes = T.phase_grid("2x1", size=201)
+    flipped = codes.flip(-1)
+    swap = torch.tensor([T.Phase2x1.DEDICATED.code, T.Phase2x1.SUPERPOSITION.code, T.Phase2x1.NOT_LEARNED.code])
+    mapped = swap[codes]
+    # Exclude cells on a boundary, where floating-point ties may break either way.
+    L = T.losses_2x1(rr[None, :], s[:, None]).sort(0).values
+    clear = (L[1] - L[0]) > 1e-12 * L[1].abs()
+    clear &= clear.flip(-1)
+    assert torch.equal(mapped[clear], flipped[clear])
+    assert set(codes.unique().tolist()) == {0, 1, 2}
+
+
+def test_enums_are_stable():
+    assert [p.value for p in T.PHASES_2X1] == ["not learned", "superposition", "dedicated"]
+    assert [p.code for p in T.Phase2x1] == [0, 1, 2]
+    assert [p.code for p in T.Phase3x2] == [0, 1, 2, 3]
+    assert T.Phase2x1("superposition") is T.Phase2x1.SUPERPOSITION
+    assert set(T.IGNORED_DIRECTION_3X2) == set(T.Phase3x2)
+
+
+@pytest.mark.parametrize("r", R_VALUES)
+def test_3x2_boundary_matches_formula(r):
+    antipodal = [T.Phase3x2.EXTRA_ANTIPODAL.code, T.Phase3x2.OTHERS_ANTIPODAL.code]
+    s_num = _antipodal_boundary(T.losses_3x2, r, antipodal=antipodal)
+    expected = 4 * r / (2 + 5 * r) if r < 1 else 4 / 7
+    assert s_num == pytest.approx(expected, abs=1e-3)
+    assert float(T.boundary_3x2(r)) == pytest.approx(expected, abs=1e-12)
+    below = T.Phase3x2.EXTRA_ANTIPODAL if r < 1 else T.Phase3x2.OTHERS_ANTIPODAL
+    above = T.Phase3x2.IGNORE_EXTRA if r < 1 else T.Phase3x2.IGNORE_OTHER
+    if r != 1:
+        assert int(T.phase_3x2(r, 0.99 * expected)) == below.code
+        assert int(T.phase_3x2(r, 1.01 * expected)) == above.code
+
+
+def test_3x2_grid_r_above_one_boundary_independent_of_r():
+    r, s, codes = T.phase_grid("3x2", size=200)
+    for j in torch.nonzero(r > 1.05).flatten().tolist():
+        anti = codes[:, j] == T.Phase3x2.OTHERS_ANTIPODAL.code
+        assert anti.any()
+        assert float(s[anti].max()) < 4 / 7 <= float(s[~anti].min())
+
+
+# ---- tight frames -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: T.regular_polygon(3),
+        lambda: T.regular_polygon(7),
+        T.tetrahedron,
+        lambda: T.simplex(5),
+        T.octahedron,
+        T.cube,
+        T.square_antiprism,
+        T.icosahedron,
+        T.dodecahedron,
+    ],
+)
+def test_constructors_are_unit_tight_frames(make):
+    W = make()[0]
+    d, k = W.shape
+    assert torch.allclose(W.norm(dim=0), torch.ones(k, dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(W @ W.T, (k / d) * torch.eye(d, dtype=torch.float64), atol=1e-12)
+    assert T.tight_frame_dimensionality(d, k) == d / k
+
+
+def test_simplex_and_antiprism_geometry():
+    S = T.simplex(4)[0]
+    cos = S.T @ S
+    assert torch.allclose(cos[~torch.eye(5, dtype=torch.bool)], torch.full((20,), -0.25, dtype=torch.float64))
+    off = T.square_antiprism(height=0.3)[0]  # not a tight frame away from 1/√2
+    assert not torch.allclose(off @ off.T, (8 / 3) * torch.eye(3, dtype=torch.float64), atol=1e-3)
+    with pytest.raises(ValueError):
+        T.regular_polygon(2)
+
+
+def test_guide_lines():
+    values = {g.name: g.value for g in T.POLYTOPE_FRACTIONS}
+    assert values["tetrahedron"] == 3 / 4 and values["pentagon"] == 2 / 5 and values["square antiprism"] == 3 / 8
+    assert {2 / 3, 1 / 2, 1 / 3}.issubset(set(values.values()))
+    assert list(T.PAPER_FRACTIONS) == [1.0, 0.75, 2 / 3, 0.5, 0.4, 0.375, 1 / 3]
+
+
+# ---- one-hot limit (§6.4, F5) --------------------------------------------------------------------------
+
+
+def _monte_carlo(W, b, n, seed):
+    g = torch.Generator().manual_seed(seed)
+    c = W.shape[-1]
+    idx = torch.randint(c, (n,), generator=g)
+    t = torch.rand(n, generator=g, dtype=torch.float64)
+    x = torch.zeros(n, c, dtype=torch.float64)
+    x[torch.arange(n), idx] = t
+    out = torch.relu(x @ (W.T @ W) + b)
+    per = ((x - out) ** 2).sum(-1)
+    return per.mean().item(), per.std().item() / math.sqrt(n)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_one_hot_loss_matches_monte_carlo(seed):
+    g = torch.Generator().manual_seed(100 + seed)
+    c = 3 + seed
+    W = torch.randn(2, c, generator=g, dtype=torch.float64) * 0.9
+    b = torch.randn(c, generator=g, dtype=torch.float64) * 0.5  # both signs: all ReLU regimes occur
+    if seed % 2:
+        W[:, 0] = 0  # a dead feature (with whatever bias)
+    exact = T.one_hot_loss(W, b).item()
+    mc, se = _monte_carlo(W, b, 200_000, seed)
+    assert abs(exact - mc) < 4 * se, (exact, mc, se)
+
+
+def test_one_hot_loss_batched_and_importance():
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(4, 2, 5, generator=g, dtype=torch.float64)
+    b = torch.randn(4, 5, generator=g, dtype=torch.float64)
+    batched = T.one_hot_loss(W, b)
+    assert batched.shape == (4,)
+    assert torch.allclose(batched, torch.stack([T.one_hot_loss(W[k], b[k]) for k in range(4)]))
+    # Importance weights output j's error; uniform importance 2 doubles the loss.
+    assert torch.allclose(T.one_hot_loss(W, b, 2 * torch.ones(5, dtype=torch.float64)), 2 * batched)
+    # Zero model: each feature contributes E[t²] = 1/3, so H = 3c·L = c.
+    assert T.one_hot_loss(torch.zeros(2, 5), torch.zeros(5)).item() == pytest.approx(1 / 3)
+
+
+def test_kgon_published_values():
+    k4, k5 = T.solve_kgon(4), T.solve_kgon(5)
+    assert (k4.length, k4.bias, k4.h) == pytest.approx((1.0, 0.0, 0.0), abs=1e-6)
+    assert k5.length == pytest.approx(1.17046, abs=1e-5)
+    assert k5.bias == pytest.approx(-0.28230, abs=1e-5)
+    assert k5.h == pytest.approx(0.23738, abs=1e-5)
+    assert k4.loss(4) == pytest.approx(0.0, abs=1e-9)
+    assert k5.loss(5) == pytest.approx(0.01583, abs=1e-5)
+    assert k4.loss(5) == pytest.approx(0.06667, abs=1e-5)
+    assert k4.loss(5, positive_bias_dead=1) == pytest.approx(0.05667, abs=1e-5)
+
+
+@pytest.mark.parametrize(("k", "c", "plus"), [(4, 5, 0), (4, 5, 1), (5, 5, 0), (5, 6, 1), (6, 6, 0), (7, 8, 0)])
+def test_kgon_loss_equals_closed_form_of_its_weights(k, c, plus):
+    sol = T.solve_kgon(k)
+    W, b = T.kgon_weights(k, c, sol.length, sol.bias, positive_bias_dead=plus)
+    assert T.one_hot_loss(W, b).item() == pytest.approx(sol.loss(c, plus), abs=1e-12)
+
+
+@pytest.mark.parametrize("k", [5, 6, 7, 8])
+def test_kgon_is_a_critical_point_of_the_full_loss(k):
+    """The symmetric solve only optimises (l, b); symmetry makes it critical in all 3k parameters."""
+    sol = T.solve_kgon(k)
+    W, b = T.kgon_weights(k, k, sol.length, sol.bias)
+    W.requires_grad_(True)
+    b.requires_grad_(True)
+    T.one_hot_loss(W, b).sum().backward()
+    assert W.grad.abs().max().item() < 1e-9 and b.grad.abs().max().item() < 1e-9
+
+
+# ---- nonlinear compression (§2.13, E19) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("Z", [2, 3, 5])
+def test_compression_exact_quantisation_limit(Z):
+    assert T.compression_mse(Z, 0.0, grid=600) == pytest.approx(1 / (12 * Z**2), rel=1e-4)
+    # ε → 0 is continuous: a tiny ramp changes little.
+    assert T.compression_mse(Z, 1e-4, grid=600) == pytest.approx(1 / (12 * Z**2), rel=0.05)
+
+
+def test_compression_beats_linear_and_grows_with_eps():
+    assert T.linear_compression_mse("keep-one", grid=600) == pytest.approx(T.LINEAR_COMPRESSION_MSE, rel=1e-5)
+    assert T.linear_compression_mse("average", grid=600) == pytest.approx(T.LINEAR_COMPRESSION_MSE, rel=1e-5)
+    assert T.compression_mse(3, 0.1, grid=600) < T.LINEAR_COMPRESSION_MSE  # the paper's claim
+    mses = [T.compression_mse(3, e, grid=300) for e in (0.0, 0.02, 0.05, 0.1, 0.2)]
+    assert mses == sorted(mses)
+    with pytest.raises(ValueError):
+        T.compression_mse(3, 0.5)
