@@ -12,6 +12,7 @@ from tmslab import metrics
 from tmslab.config import TrainConfig
 from tmslab.experiments import register
 from tmslab.experiments.base import Analysis, Check, Context, Experiment, all_within, at_least, figure, within
+from tmslab.io import Run
 
 #: The notebook's 10 densities, 20^(−linspace(0, 1, 10)), plus the paper figure's 80% sparsity (0.2)
 #: and the 0.1 of the spec's antipodal-pair check.
@@ -47,24 +48,39 @@ def pentagon_checks(W: torch.Tensor, b: torch.Tensor, label: str) -> list[Check]
         all_within(f"{label}: ‖W_i‖", norms, 1.08, 1.2, SRC, "[R] best-of-16 gives 1.12–1.17"),
         all_within(f"{label}: b_i", b, -0.32, -0.18, SRC, "negative bias cuts off positive interference"),
         all_within(f"{label}: ‖W_i‖² − (1 − b_i)", norms**2 - (1 - b.double()), -0.05, 0.05, SRC,
-                   "an isolated x_i = 1 is reconstructed as ReLU(‖W_i‖² + b_i) = 1"),
+                   "the spec's tolerance, kept although it is tight: an isolated x_i = 1 is reconstructed as "
+                   "ReLU(‖W_i‖² + b_i) ≈ 1, but the loss integrates over x_i ∈ [0, 1]. Trained to convergence "
+                   "(40k steps, cosine) we measure 0.038–0.042 with uniform importance and 0.013–0.057 with 0.9^i "
+                   "(largest for the most important feature); the one-hot limit gives 0.088."),
     ]
 
 
-def antipodal_checks(W: torch.Tensor, b: torch.Tensor, label: str) -> list[Check]:
-    """E1 at density 0.1: four features as two antipodal pairs (90° gaps), the fifth dropped."""
+def antipodal_checks(W: torch.Tensor, b: torch.Tensor, density: float, label: str) -> list[Check]:
+    """Four features as two antipodal pairs (90° gaps), the fifth dropped with bias E[x] = density/2."""
     norms = metrics.feature_norms(W[None])[0]
     learned = norms > 0.5
     dead = [i for i in range(W.shape[1]) if not learned[i]]
     gaps = metrics.angular_gaps(W[None])[0]
-    checks = [
+    mean = density / 2
+    return [
         Check(f"{label}: learned features (‖W_i‖ > 0.5)", int(learned.sum()), "4", int(learned.sum()) == 4, SRC),
         all_within(f"{label}: ‖W_i‖ of learned features", norms[learned], 0.9, 1.1, SRC),
         all_within(f"{label}: consecutive angular gaps (°)", gaps, 85, 95, SRC, "two antipodal pairs at 90°"),
+        all_within(f"{label}: ‖W_i‖ of the dropped feature", norms[dead], 0, 0.1, SRC),
+        all_within(f"{label}: b of the dropped feature (= E[x] = {mean:g})", b[dead], 0.8 * mean, 1.2 * mean, SRC,
+                   "±20%, the spec's tolerance at density 0.1 (0.05 ± 0.01)"),
     ]
-    checks.append(all_within(f"{label}: ‖W_i‖ of the dropped feature", norms[dead], 0, 0.1, SRC))
-    checks.append(all_within(f"{label}: b of the dropped feature (= E[x] = 0.05)", b[dead], 0.04, 0.06, SRC))
-    return checks
+
+
+def regular_pentagon(W: torch.Tensor, label: str) -> list[Check]:
+    """The paper's claim alone: five learned features at 72° gaps."""
+    norms = metrics.feature_norms(W[None])[0]
+    gaps = metrics.angular_gaps(W[None])[0]
+    n = int((norms > 0.5).sum())
+    return [
+        Check(f"{label}: learned features (‖W_i‖ > 0.5)", n, "5", n == 5, SRC),
+        all_within(f"{label}: consecutive angular gaps (°)", gaps, 69, 75, SRC, "72° ± 3°: a regular pentagon"),
+    ]
 
 
 @register
@@ -80,7 +96,10 @@ class Intro(Experiment):
         "Importance 0.9^i as in the notebook; densities are the notebook's 20^(−linspace(0,1,10)) plus 0.2 and 0.1. "
         "Best of 16 restarts by evaluation loss on 100,000 fresh samples (the paper: 'fitting each model multiple "
         "times and taking the solution with the lowest loss'). As the spec notes, with 0.9^i the pentagon appears "
-        "at density ≤ 0.05 rather than the figure's 0.1; the checks follow the spec's measured behaviour."
+        "at density ≤ 0.05 rather than the figure's 0.1. Our best-of-16 with paired evaluation finds the paper's picture at "
+        "the paper's sparsities: two antipodal pairs at density 0.2 (80% sparsity) and a pentagon at 0.1 (90%), whose "
+        "loss is ≈ 20% below the two-antipodal-pairs solution the spec's run settled in. So the checks test the paper's "
+        "claims at 0.2 and 0.1, the spec's norm/bias ranges at 0.05, and record the loss gap at 0.1."
     )
 
     def runs(self, quick: bool) -> dict[str, TrainConfig]:
@@ -92,6 +111,25 @@ class Intro(Experiment):
             "uniform-0.05": TrainConfig(density=[0.05], **common),
         }
 
+    @staticmethod
+    def _spec_discrepancy(run: Run, config: int) -> Check:
+        """The spec's E1 expects two antipodal pairs at density 0.1; compare that geometry's best loss with the
+        pentagon's among this configuration's restarts (both usually occur)."""
+        R = run.config.restarts
+        rows = range(config * R, (config + 1) * R)
+        W, loss = run.W.double(), run.eval_loss
+        labels = {k: metrics.describe_polytopes(metrics.polytopes(W[k][None])[0]) for k in rows}
+        best = {g: min((float(loss[k]) for k in rows if labels[k] == g), default=float("nan"))
+                for g in ("pentagon", "2 × antipodal pair")}
+        gap = best["2 × antipodal pair"] - best["pentagon"]
+        return Check(
+            "density 0.1: loss(two antipodal pairs) − loss(pentagon), best restart of each", round(gap, 6), "> 0",
+            gap > 0, "§2.1, E1 (spec discrepancy)",
+            f"best pentagon L = {best['pentagon']:.5f}, best two-antipodal-pairs L = {best['2 × antipodal pair']:.5f} "
+            "(the spec's [R] best-of-16 reached only the latter: 0.02546). The spec's E1 expects two antipodal pairs "
+            "at density 0.1; the pentagon has the lower loss, as in the paper's figure at 90% sparsity.",
+        )
+
     def analyze(self, ctx: Context) -> Analysis:
         run = ctx.runs["importance-0.9"]
         best = run.best_indices()
@@ -99,8 +137,11 @@ class Intro(Experiment):
         W, b = run.W.double(), run.b.double()
         at = {d: best[i] for i, d in enumerate(dens)}
         checks = dense_checks(W[at[1.0]], b[at[1.0]])
-        checks += antipodal_checks(W[at[0.1]], b[at[0.1]], "density 0.1")
         checks += pentagon_checks(W[at[0.05]], b[at[0.05]], "density 0.05")
+        # The paper's figure: 80% sparsity → two antipodal pairs, 90% → pentagon.
+        checks += antipodal_checks(W[at[0.2]], b[at[0.2]], 0.2, "density 0.2 (paper: 80% sparsity)")
+        checks += regular_pentagon(W[at[0.1]], "density 0.1 (paper: 90% sparsity)")
+        checks.append(self._spec_discrepancy(run, dens.index(0.1)))
 
         uni = ctx.runs["uniform-0.05"]
         k = uni.best_indices()[0]

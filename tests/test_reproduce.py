@@ -1,0 +1,100 @@
+"""`tms reproduce --quick`: every registered experiment runs, is checked, plotted and reported; resumable."""
+
+import json
+import time
+
+import pytest
+
+from tmslab.experiments import EXPERIMENTS
+
+
+@pytest.fixture(scope="module")
+def quick_dir(tmp_path_factory):
+    from tmslab.cli import main
+
+    out = tmp_path_factory.mktemp("reproduce")
+    start = time.perf_counter()
+    assert main(["reproduce", "--quick", "--out", str(out), "--quiet"]) == 0
+    (out / "wall_seconds.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
+    return out
+
+
+@pytest.mark.slow
+def test_every_experiment_writes_checks_figures_and_runs(quick_dir):
+    summary = json.loads((quick_dir / "summary.json").read_text())
+    assert summary["experiments"] == list(EXPERIMENTS)
+    assert summary["total"] == len(summary["checks"]) > 0
+    for row in summary["checks"]:
+        assert set(row) >= {"experiment", "name", "measured", "expected", "source", "passed"}
+    for name in EXPERIMENTS:
+        res = json.loads((quick_dir / name / "results.json").read_text())
+        assert res["quick"] is True and res["checks"], name
+        assert res["figures"], f"{name} has no figure"
+        for fig in res["figures"]:
+            assert (quick_dir / fig["html"]).stat().st_size > 0
+            assert (quick_dir / fig["png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert res["fidelity"]
+    html = (quick_dir / "index.html").read_text()
+    assert "cdn" not in html.lower() or "cdn.plot.ly" not in html
+    for name in EXPERIMENTS:
+        assert EXPERIMENTS[name].title in html
+
+
+@pytest.mark.slow
+def test_rerun_skips_finished_experiments(quick_dir, capsys):
+    from tmslab.cli import main
+
+    before = {n: (quick_dir / n / "results.json").stat().st_mtime_ns for n in EXPERIMENTS}
+    assert main(["reproduce", "--quick", "--out", str(quick_dir), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("skipped") == len(EXPERIMENTS)
+    assert before == {n: (quick_dir / n / "results.json").stat().st_mtime_ns for n in EXPERIMENTS}
+
+
+@pytest.mark.slow
+def test_report_rebuilds_without_training(quick_dir):
+    from tmslab.cli import main
+
+    index = quick_dir / "index.html"
+    index.unlink()
+    assert main(["report", str(quick_dir)]) == 0
+    assert index.exists()
+
+
+def test_interrupted_experiment_reuses_finished_runs(tmp_path, monkeypatch):
+    """A run saved before an interruption is loaded, not retrained."""
+    from tmslab.experiments import runner
+
+    exp = EXPERIMENTS["intro"]
+    configs = exp.runs(quick=True)
+    first = next(iter(configs))
+    calls = []
+    real_train = runner._train_run
+
+    def counting(rdir, config, progress, desc):
+        calls.append(rdir.name)
+        return real_train(rdir, config, progress, desc)
+
+    monkeypatch.setattr(runner, "_train_run", counting)
+    import tmslab.training as training
+
+    trained = []
+    real = training.train
+
+    def spy(config, **kw):
+        trained.append(config)
+        return real(config, **kw)
+
+    monkeypatch.setattr(training, "train", spy)
+    runner.run_experiment(exp, tmp_path, quick=True, progress=False)
+    assert len(trained) == len(configs)
+    (tmp_path / "intro" / "results.json").unlink()  # as if interrupted before the analysis finished
+    trained.clear()
+    runner.run_experiment(exp, tmp_path, quick=True, progress=False)
+    assert trained == [] and first in calls
+
+
+@pytest.mark.parametrize("args, fragment", [(["--only", "intr"], "did you mean 'intro'"), (["--only", ","], "--only")])
+def test_bad_reproduce_input(tms, tmp_path, args, fragment):
+    code, _, err = tms("reproduce", "--out", tmp_path / "r", "--quick", *args)
+    assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1

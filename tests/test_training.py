@@ -1,0 +1,93 @@
+"""The training entry point: layout, evaluation, restarts, recording."""
+
+import torch
+
+from tmslab.config import TrainConfig
+from tmslab.models import ToyModel, per_instance_loss
+from tmslab.training import best_restarts, build, evaluate, train
+
+
+def test_forward_matches_formulas(make_config):
+    torch.manual_seed(0)
+    x = torch.rand(3, 7, 5)
+    for kind in ["relu-output", "linear", "hidden-relu", "abs"]:
+        m = ToyModel(kind, 3, 5, 2)
+        m.reset_parameters([1, 2, 3])
+        with torch.no_grad():
+            m.b.normal_()
+        for k in range(3):
+            xk = x[k].T  # [features, batch]
+            if kind == "abs":
+                h = torch.relu(m.W1[k] @ xk)
+                ref = torch.relu(m.W2[k] @ h + m.b[k][:, None])
+            else:
+                W = m.W[k]
+                h = W @ xk
+                if kind == "hidden-relu":
+                    h = torch.relu(h)
+                ref = W.T @ h + m.b[k][:, None]
+                if kind != "linear":
+                    ref = torch.relu(ref)
+            torch.testing.assert_close(m(x)[k], ref.T)
+
+
+def test_init_is_per_instance_and_has_xavier_scale():
+    a = ToyModel("relu-output", 3, 400, 30)
+    a.reset_parameters([5, 6, 7])
+    b = ToyModel("relu-output", 1, 400, 30)
+    b.reset_parameters([6])
+    torch.testing.assert_close(a.W[1], b.W[0])  # independent of the other instances
+    std = a.W.std().item()
+    expected = (2 / (400 + 30)) ** 0.5
+    assert abs(std - expected) < 5 * expected / (2 * a.W.numel()) ** 0.5
+
+
+def test_paired_evaluation_of_restarts(make_config):
+    """Identical restarts score identically: restarts share evaluation samples."""
+    config = make_config(restarts=3)
+    model, dist, importance = build(config)
+    with torch.no_grad():
+        model.W[:] = model.W[0]
+    loss = evaluate(model, dist, importance, 4096, restarts=3)
+    torch.testing.assert_close(loss[0:3], loss[0].expand(3))
+    assert loss[0] != loss[3]  # another configuration, another density
+
+
+def test_eval_loss_is_the_papers_L():
+    """Zero weights and zero bias: L = Σ_i I_i E[x_i²] = Σ_i I_i · p/3."""
+    config = TrainConfig(n_features=4, n_hidden=2, density=[0.3], importance=[1.0, 2.0, 3.0, 4.0])
+    model, dist, importance = build(config)
+    with torch.no_grad():
+        model.W.zero_()
+    n = 200_000
+    loss = evaluate(model, dist, importance, n).item()
+    expected = 10 * 0.3 / 3
+    # per-sample loss Σ I_i x_i², std ≤ sqrt(Σ I_i² E[x⁴]) = sqrt(30·0.3/5)
+    assert abs(loss - expected) < 5 * (30 * 0.3 / 5) ** 0.5 / n**0.5
+
+
+def test_best_restarts():
+    mask = best_restarts(torch.tensor([3.0, 1.0, 2.0, 5.0, 4.0, 6.0]), 3)
+    assert mask.tolist() == [False, True, False, False, True, False]
+
+
+def test_per_instance_loss():
+    out = torch.zeros(1, 2, 2)
+    target = torch.tensor([[[1.0, 2.0], [0.0, 1.0]]])
+    assert per_instance_loss(out, target, torch.tensor([[1.0, 0.5]])).item() == (1 + 2 + 0.5) / 2
+
+
+def test_record_every_saves_history(make_config):
+    config = make_config(record_every=10, steps=30)
+    result = train(config)
+    h = result.history
+    assert h["step"].tolist() == [0, 10, 20]
+    assert h["loss"].shape == (3, config.n_instances)
+    assert h["W"].shape == (3, config.n_instances, 2, 5)
+    torch.testing.assert_close(h["W"][-1], h["W"][-1])
+
+
+def test_reference_engine_trains_down(make_config):
+    config = make_config(engine="reference", steps=300, density=[1.0], restarts=1, batch_size=256)
+    before = make_config(engine="reference", steps=1, density=[1.0], restarts=1, batch_size=256)
+    assert train(config).eval_loss[0] < train(before).eval_loss[0]
