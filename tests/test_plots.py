@@ -1,0 +1,247 @@
+"""Every figure kind on small synthetic inputs: right figure types, trace / panel counts, colour scales,
+log axes, and atomic saving of the html fragment + PNG pair."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+import torch
+from matplotlib.figure import Figure as MplFigure
+
+from tmslab import plots as P
+
+RNG = np.random.default_rng(0)
+
+
+def n_panels(fig: go.Figure) -> int:
+    """Number of 2-D subplots (x axes) of a plotly figure."""
+    return sum(1 for key in fig.layout.to_plotly_json() if key.startswith("xaxis"))
+
+
+def pentagon() -> np.ndarray:
+    a = 2 * np.pi * np.arange(5) / 5
+    return np.stack([np.cos(a), np.sin(a)])  # [2, 5]
+
+
+def phase_inputs():
+    r = np.geomspace(0.1, 10, 12)
+    s = np.geomspace(1, 0.01, 9)
+    R, S = np.meshgrid(r, s)
+    theo = np.where(S < np.where(R <= 1, 4 * R / (2 + 5 * R), 4 / (5 + 2 * R)), 2, np.where(R < 1, 0, 1))
+    return r, s, theo.copy(), theo, ["not learned", "dedicated", "superposition"]
+
+
+# (kind, args, kwargs, expected plotly trace count, expected 2-D panel count or None)
+CASES = {
+    "arrows_2d": (
+        "arrows_2d",
+        (
+            torch.tensor(np.stack([pentagon(), 0.5 * pentagon(), np.zeros((2, 5))])),
+            0.9 ** np.arange(5),
+            ["a", "b", "c"],
+        ),
+        {},
+        3 * 5,
+        3,
+    ),
+    "gram_heatmaps": (
+        "gram_heatmaps",
+        (RNG.normal(size=(3, 4, 8)), RNG.normal(size=(3, 8))),
+        {"vline_at": 4},
+        3 * 3 + 1,
+        3 * 3,
+    ),
+    "gram_no_bias": ("gram_heatmaps", (RNG.normal(size=(2, 4, 8)),), {}, 2 * 2 + 1, 2 * 2),
+    "dimensions_per_feature": (
+        "dimensions_per_feature",
+        (np.geomspace(1, 0.05, 6), RNG.random(6), RNG.random((6, 10))),
+        {},
+        2,
+        1,
+    ),
+    "feature_geometry_graph": (
+        "feature_geometry_graph",
+        (np.stack([np.eye(3, 6), np.concatenate([np.eye(3), -np.eye(3)], 1)]),),
+        {"layout": "spring"},
+        None,
+        2,
+    ),
+    "phase_diagram": (
+        "phase_diagram",
+        phase_inputs(),
+        {"boundary": lambda r: np.where(r <= 1, 4 * r / (2 + 5 * r), 4 / (5 + 2 * r))},
+        2 + 3 + 2,
+        2,
+    ),
+    "lines": (
+        "lines",
+        (np.arange(1, 6), {"a": np.arange(5.0) + 1, "b": (np.arange(3) + 1, np.ones(3))}),
+        {"log_x": True, "log_y": True, "hlines": {"ref": 1.0}},
+        2,
+        1,
+    ),
+    "heatmap2d": (
+        "heatmap2d",
+        (np.geomspace(1, 100, 5), np.geomspace(0.01, 1, 4), RNG.normal(size=(4, 5))),
+        {"diverging": True},
+        1,
+        1,
+    ),
+    "neuron_stack": ("neuron_stack", (RNG.normal(size=(2, 5, 7)),), {"order": "largest-feature"}, 2 * 7, 2),
+    "weight_matrix": ("weight_matrix", (RNG.normal(size=(2, 5, 7)),), {}, 2, 2),
+    "points_3d": ("points_3d", (RNG.normal(size=(4, 3, 6)), [f"step {i}" for i in range(4)]), {}, 2 * 4, 0),
+    "traces": ("traces", (np.arange(50), RNG.random((50, 6)), np.exp(-np.arange(50) / 10)), {}, 6 + 1, 2),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_figure_pair_types_counts_and_save(case: str, tmp_path: Path) -> None:
+    kind, args, kwargs, n_traces, panels = CASES[case]
+    fig, fig_mpl = P.figure_pair(kind, *args, **kwargs)
+    assert isinstance(fig, go.Figure)
+    assert isinstance(fig_mpl, MplFigure)
+    if n_traces is not None:
+        assert len(fig.data) == n_traces
+    if panels is not None:
+        assert n_panels(fig) == panels
+    assert len(fig_mpl.axes) >= 1
+
+    html, png = P.save_figure(fig, fig_mpl, tmp_path / "sub" / case)
+    assert html == tmp_path / "sub" / f"{case}.html" and png == tmp_path / "sub" / f"{case}.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
+    text = html.read_text()
+    assert "plotly-graph-div" in text and "<html" not in text.lower()
+    assert "<script src" not in text  # plotly.js is not bundled into fragments
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == [f"{case}.html", f"{case}.png"]  # no temp files
+
+
+def test_mpl_variants_accept_same_arguments() -> None:
+    for kind, args, kwargs, *_ in CASES.values():
+        assert isinstance(getattr(P, kind + "_mpl")(*args, **kwargs), MplFigure)
+    assert set(P.KINDS) == {c[0] for c in CASES.values()}
+
+
+def test_failed_save_leaves_old_files_and_no_temp(tmp_path: Path) -> None:
+    fig, fig_mpl = P.figure_pair("lines", [1, 2], {"a": [1.0, 2.0]})
+    P.save_figure(fig, fig_mpl, tmp_path / "x")
+    before = (tmp_path / "x.png").read_bytes()
+
+    class Broken:
+        def savefig(self, fh, **_: object) -> None:
+            fh.write(b"partial")
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        P.save_figure(None, Broken(), tmp_path / "x")  # type: ignore[arg-type]
+    assert (tmp_path / "x.png").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.html", "x.png"]
+
+
+def test_save_figure_accepts_only_one_kind(tmp_path: Path) -> None:
+    fig = P.lines([1, 2], {"a": [1, 2]})
+    html, png = P.save_figure(fig, None, tmp_path / "only")
+    assert html is not None and html.is_file() and png is None
+
+
+def test_diverging_heatmaps_centred_at_zero() -> None:
+    W, b = RNG.normal(size=(2, 3, 6)), RNG.normal(size=(2, 6))
+    heat = [t for t in P.gram_heatmaps(W, b).data if isinstance(t, go.Heatmap)]
+    assert heat and all(t.zmid == 0 and t.zmin == -1 and t.zmax == 1 for t in heat)
+    for t in P.weight_matrix(W).data:
+        assert t.zmid == 0 and t.zmin == -t.zmax
+    (t,) = P.heatmap2d([1, 2], [1, 2, 3], np.array([[1, -3], [0, 2], [1, 1]]), diverging=True).data
+    assert t.zmid == 0 and t.zmin == -3 and t.zmax == 3
+    # static versions: symmetric limits on the diverging map
+    mpl = P.gram_heatmaps_mpl(W, b)
+    ims = [im for ax in mpl.axes for im in ax.images]
+    assert ims and all(im.get_clim() == (-1, 1) for im in ims)
+
+
+def test_gram_values_and_superposition_colouring() -> None:
+    # two antipodal features + one orthogonal + one unused, in m = 2
+    W = np.array([[[1.0, -1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]]])
+    # metrics.superposition keeps the notebook's ‖W_i‖ + 1e-5 guard, hence atol
+    np.testing.assert_allclose(P.superposition(W)[0], [1, 1, 0, 0], atol=1e-4)
+    np.testing.assert_allclose(P.feature_dimensionality(W)[0], [0.5, 0.5, 1, 0])
+    fig = P.gram_heatmaps(W, np.zeros((1, 4)))
+    gram = next(t for t in fig.data if isinstance(t, go.Heatmap) and t.name.startswith("WᵀW"))
+    np.testing.assert_allclose(np.asarray(gram.z), W[0].T @ W[0])
+    bars = next(t for t in fig.data if isinstance(t, go.Bar))
+    np.testing.assert_allclose(np.asarray(bars.x), [1, 1, 1, 0])
+    assert bars.marker.color[0] != bars.marker.color[2]  # superposed vs orthogonal differ in colour
+
+
+def test_log_axes_where_required() -> None:
+    dens = np.geomspace(1, 0.05, 5)
+    fig = P.dimensions_per_feature(dens, np.full(5, 0.5), np.full((5, 3), 0.5))
+    assert fig.layout.xaxis.type == "log"
+    np.testing.assert_allclose(np.asarray(fig.data[-1].x), 1 / dens)
+    assert {round(s.y0, 4) for s in fig.layout.shapes} == {round(v, 4) for v in P.POLYTOPE_FRACTIONS}
+    ph = P.phase_diagram(*phase_inputs())
+    for ax in ("xaxis", "xaxis2", "yaxis", "yaxis2"):
+        assert ph.layout[ax].type == "log"
+    y0, y1 = ph.layout.yaxis.range
+    assert y0 < y1 and math.isclose(10**y1, 1.0, rel_tol=0.5)  # density increases upwards
+    assert P.lines([1, 10], {"a": [1, 2]}, log_x=True).layout.xaxis.type == "log"
+    assert P.lines([1, 10], {"a": [1, 2]}).layout.xaxis.type == "linear"
+    hm = P.heatmap2d([1, 10, 100], [0.1, 1], np.zeros((2, 3)))
+    assert hm.layout.xaxis.type == "log" and hm.layout.yaxis.type == "log"
+    tr = P.traces(np.arange(3), np.zeros((3, 2)), np.ones(3))
+    assert tr.layout.yaxis2.type == "log"
+    # static versions
+    ax = P.dimensions_per_feature_mpl(dens, np.full(5, 0.5)).axes[0]
+    assert ax.get_xscale() == "log"
+    for ax in P.phase_diagram_mpl(*phase_inputs()).axes:
+        assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+
+
+def test_arrows_axes_limits_and_colours() -> None:
+    W = np.stack([pentagon(), pentagon()])
+    fig = P.arrows_2d(W, 0.9 ** np.arange(5), lim=1.5)
+    assert tuple(fig.layout.xaxis.range) == (-1.5, 1.5) and fig.layout.yaxis2.scaleanchor == "x2"
+    colours = [t.line.color for t in fig.data[:5]]
+    assert len(set(colours)) == 5  # one viridis colour per importance
+    ax = P.arrows_2d_mpl(W, 0.9 ** np.arange(5)).axes[0]
+    assert ax.get_xlim() == (-1.5, 1.5) and ax.get_aspect() == 1.0
+    with pytest.raises(ValueError, match="2-dimensional"):
+        P.arrows_2d(np.zeros((1, 3, 5)))
+
+
+def test_neuron_stack_signs_and_order() -> None:
+    W = np.array([[[0.5, -0.25, 0.0], [0.0, 1.0, 0.3]]])  # 2 neurons, 3 features
+    fig = P.neuron_stack(W)
+    assert fig.layout.barmode == "relative"  # negatives stack below the axis
+    np.testing.assert_allclose(np.asarray(fig.data[1].y), [-0.25, 1.0])
+    fig2 = P.neuron_stack(W, order="largest-feature")
+    np.testing.assert_allclose(np.asarray(fig2.data[0].customdata), [0, 1])
+
+
+def test_points_3d_slider_and_consistent_colours() -> None:
+    snaps = RNG.normal(size=(3, 3, 4))
+    fig = P.points_3d(snaps, ["a", "b", "c"])
+    assert len(fig.layout.sliders[0].steps) == 3
+    tips = [t for t in fig.data if t.mode == "markers+text"]
+    assert all(list(t.marker.color) == list(tips[0].marker.color) for t in tips)
+    assert sum(bool(t.visible) for t in fig.data) == 2  # one snapshot shown at a time
+    assert len(P.points_3d_mpl(snaps, max_panels=2).axes) == 2
+
+
+def test_feature_graph_edges_follow_threshold() -> None:
+    # features 0,1 antipodal (|W0·W1| = 1), feature 2 orthogonal -> one edge, node 2 isolated
+    W = np.array([[[1.0, -1.0, 0.0], [0.0, 0.0, 1.0]]])
+    fig = P.feature_geometry_graph(W, threshold=0.1)
+    edges = [t for t in fig.data if t.mode == "lines"]
+    assert len(edges) == 1 and len([v for v in edges[0].x if v is None]) == 1
+
+
+def test_bad_shapes_raise_clear_errors() -> None:
+    with pytest.raises(ValueError, match="titles"):
+        P.arrows_2d(np.zeros((2, 2, 3)), titles=["only one"])
+    with pytest.raises(ValueError, match=r"\[len\(density\), len\(r\)\]"):
+        P.phase_diagram([1, 2], [1, 2, 3], np.zeros((2, 2)), None, ["a"])
+    with pytest.raises(ValueError, match="kind must be one of"):
+        P.figure_pair("nope")
