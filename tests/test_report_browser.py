@@ -18,62 +18,16 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from browser import console_errors, needs_chromium, run_chromium
 from tmslab import plots as P
 from tmslab.report import Section, build_report, check, default_meta
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def chromium_binary() -> str | None:
-    env = os.environ.get("TMSLAB_CHROMIUM")
-    if env:
-        return env
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
-CHROMIUM = chromium_binary()
-needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None, reason="headless Chromium not found: apt-get install chromium (or set TMSLAB_CHROMIUM)"
-)
-
-
-def run_chromium(profile: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--enable-unsafe-swiftshader",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-extensions",
-        "--hide-scrollbars",
-        "--mute-audio",
-        f"--user-data-dir={profile}",
-        "--enable-logging=stderr",
-        "--v=0",
-        "--virtual-time-budget=10000",
-    ]
-    assert CHROMIUM is not None
-    return subprocess.run([CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=timeout)
-
-
-def console_errors(stderr: str) -> list[str]:
-    """Uncaught exceptions / errors in Chromium's console log (warnings and GL chatter are ignored)."""
-    lines = [ln for ln in stderr.splitlines() if ":CONSOLE" in ln]
-    return [ln for ln in lines if re.search(r"Uncaught|\bError\b|TypeError|ReferenceError|SyntaxError", ln)]
 
 
 def make_figures(out: Path) -> dict[str, tuple[str, str]]:

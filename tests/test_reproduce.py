@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from browser import console_errors, dom_attributes, needs_chromium, run_chromium
 from tmslab.experiments import EXPERIMENTS
 
 
@@ -98,3 +99,30 @@ def test_interrupted_experiment_reuses_finished_runs(tmp_path, monkeypatch):
 def test_bad_reproduce_input(tms, tmp_path, args, fragment):
     code, _, err = tms("reproduce", "--out", tmp_path / "r", "--quick", *args)
     assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_reproduce_report_renders_in_a_real_browser(quick_dir, tmp_path):
+    """The reproduce report loads with no console errors and every figure renders; the screenshot is kept."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    summary = json.loads((quick_dir / "summary.json").read_text())
+    n_figures = sum(len(json.loads((quick_dir / n / "results.json").read_text())["figures"]) for n in EXPERIMENTS)
+    artifacts = Path(os.environ.get("TMSLAB_ARTIFACTS") or tmp_path / "artifacts")
+    artifacts.mkdir(parents=True, exist_ok=True)
+    shot = artifacts / "reproduce-report.png"
+    url = (quick_dir / "index.html").resolve().as_uri()
+    res = run_chromium(tmp_path / "profile", "--window-size=1400,2400", f"--screenshot={shot}", "--dump-dom", url,
+                       timeout=180)
+    assert res.returncode == 0, res.stderr[-2000:]
+    attrs = dom_attributes(res.stdout)
+    assert attrs.get("data-script-errors") == "0"
+    assert console_errors(res.stderr) == []
+    assert attrs.get("data-figures") == str(n_figures) == attrs.get("data-figures-rendered"), attrs
+    assert f"{summary['passed']}" in res.stdout
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if os.environ.get("TMSLAB_UPDATE_SCREENSHOT") == "1":
+        shutil.copyfile(shot, Path(__file__).resolve().parents[1] / "docs" / "report-screenshot.png")
