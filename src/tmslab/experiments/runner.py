@@ -71,7 +71,7 @@ def run_experiment(exp: Experiment, out: Path, quick: bool, progress: bool = Tru
         from tmslab.sweep import run_sweep
 
         for name, spec in specs.items():
-            ctx.sweeps[name] = run_sweep(spec, edir / name, progress=progress, resume=True)
+            ctx.sweeps[name] = run_sweep(spec, edir / name, progress=progress)
     analysis = exp.analyze(ctx)
     figures = []
     for fig in analysis.figures:
