@@ -11,7 +11,10 @@ from tmslab.experiments.base import Experiment
 EXPERIMENTS: dict[str, Experiment] = {}
 
 #: Modules in paper order; each registers its experiment(s) on import.
-_MODULES = ["intro", "basic", "uniform"]
+_MODULES = [
+    "intro", "basic", "phase", "uniform", "perturb", "correlated",
+    "dynamics", "adversarial", "privileged", "absval", "l1", "compression",
+]
 
 
 def register(cls: type[Experiment]) -> type[Experiment]:

@@ -1,0 +1,161 @@
+"""Second-half experiments (§2.7–§2.13, §5): quick-mode structure, and the pure helpers they rely on."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from tmslab import metrics, theory
+from tmslab.experiments import get
+from tmslab.experiments.runner import run_experiment
+
+SECOND_HALF = ["energy-jumps", "geometry-dynamics", "adversarial", "privileged", "abs-small", "abs-sweep", "l1",
+               "nonlinear-compression"]
+
+
+@pytest.mark.parametrize("name", SECOND_HALF)
+def test_quick_run_structure(name, tmp_path):
+    torch.set_num_threads(1)  # tiny models: one thread avoids oversubscription on a busy 2-core machine
+    res = run_experiment(get(name), tmp_path, quick=True, progress=False)
+    assert res["quick"] is True and res["name"] == name
+    assert res["checks"], "every experiment has checks"
+    for c in res["checks"]:
+        vals = c["measured"] if isinstance(c["measured"], list) else [c["measured"]]
+        for v in vals:
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                assert math.isfinite(v), c
+        assert c["expected"] and c["source"]
+    assert res["figures"]
+    for f in res["figures"]:
+        assert (tmp_path / f["html"]).stat().st_size > 0 and (tmp_path / f["png"]).stat().st_size > 0
+    saved = json.loads((tmp_path / name / "results.json").read_text())
+    assert saved["checks"] == res["checks"] and saved["notes"]
+
+
+# ---- energy jumps ---------------------------------------------------------------------------------------------
+
+
+def _synthetic_trace(T=500, jump_at=300, n=4):
+    steps = torch.arange(T) * 20
+    D = torch.full((T, n), 0.5, dtype=torch.float64)
+    D[:, 1] = torch.where(torch.arange(T) < jump_at, 0.25, 0.5)  # one sudden jump of 0.25
+    D[:, 2] = torch.linspace(0.3, 0.45, T, dtype=torch.float64)  # slow drift: not a jump
+    D[:40, 3] = torch.linspace(0.0, 0.5, 40, dtype=torch.float64)  # initial learning: excluded
+    trend = 1.0 - 0.3 * torch.arange(T, dtype=torch.float64) / T
+    loss = 0.1 * trend * torch.where(torch.arange(T) < jump_at, 1.0, 0.9)  # a 10% drop at the jump
+    return steps, D, loss
+
+
+def test_detect_jumps_finds_the_known_jump():
+    from tmslab.experiments.dynamics import detect_jumps, loss_drop
+
+    steps, D, loss = _synthetic_trace()
+    jumps = detect_jumps(steps, D)
+    assert [(j["feature"], j["step"]) for j in jumps] == [(1, 300 * 20)]
+    assert jumps[0]["before"] == pytest.approx(0.25) and jumps[0]["after"] == pytest.approx(0.5)
+    assert loss_drop(steps, loss, jumps[0]["index"])["coincides"]
+    assert not loss_drop(steps, loss, 150)["coincides"]  # the smooth trend alone is not a drop
+
+
+# ---- successive halving -----------------------------------------------------------------------------------------
+
+
+def test_select_survivors_keeps_the_best_per_configuration():
+    from tmslab.experiments.privileged import check_plan, select_survivors
+
+    loss = torch.tensor([0.5, 0.1, 0.3, 0.2, 9.0, 7.0, 8.0, 1.0])  # two configurations of 4 restarts
+    assert select_survivors(loss, 4, 2) == [1, 3, 7, 5]
+    assert select_survivors(loss, 4, 1) == [1, 7]
+    assert select_survivors(torch.tensor([1.0, 1.0]), 2, 1) == [0]  # ties to the lower index
+    with pytest.raises(ValueError):
+        select_survivors(loss, 3, 1)
+    with pytest.raises(ValueError):
+        check_plan([(4, 100), (8, 200)])
+
+
+def test_successive_halving_follows_lineage(make_config):
+    from tmslab.experiments.privileged import successive_halving
+
+    torch.set_num_threads(1)
+    cfg = make_config(model="hidden-relu", n_features=6, n_hidden=3, density=[1.0, 0.1], steps=10)
+    result, record = successive_halving(cfg, [(4, 20), (2, 40), (1, 60)], screen_eval=512)
+    assert result.config.restarts == 1 and result.params["W"].shape == (2, 3, 6)
+    r0, r1, r2 = record["rounds"]
+    assert r0["origin"] == [0, 1, 2, 3] * 2
+    # round 1 keeps the two lowest round-0 losses of each configuration, in loss order
+    for c in range(2):
+        losses = r0["eval_loss"][4 * c : 4 * c + 4]
+        assert r1["origin"][2 * c : 2 * c + 2] == sorted(range(4), key=lambda i: losses[i])[:2]
+    assert r2["origin"][0] in r1["origin"][:2] and r2["until_step"] == 60
+
+
+# ---- abs model -------------------------------------------------------------------------------------------------
+
+
+def test_motif_search_on_a_hand_built_model():
+    from tmslab.experiments.absval import find_asymmetric_motifs
+
+    W1 = torch.tensor([[2.0, -0.5, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # neuron 1 fires with x_a > 0
+    W2 = torch.zeros(3, 3)
+    W2[0, 0], W2[1, 0] = 0.5, 2.0  # reciprocal outputs: feature a=0 interferes heavily with output b=1
+    W2[1, 1] = -4.0  # neuron 1 inhibits output 1
+    W2[2, 2] = 1.0
+    found = find_asymmetric_motifs(W1, W2)
+    assert [(f["neuron"], f["a"], f["b"], f["inhibitors"]) for f in found] == [(0, 0, 1, [1])]
+    assert found[0]["w_in"] == [1.0, -0.25] and found[0]["w_out"] == [1.0, 4.0]  # after the footnote-15 rescale
+    W2[1, 1] = 0.0
+    assert find_asymmetric_motifs(W1, W2)[0]["inhibitors"] == []
+    W2[1, 0] = 0.5  # symmetric outputs: not the asymmetric motif
+    assert find_asymmetric_motifs(W1, W2) == []
+
+
+def test_pair_neurons_on_the_exact_solution():
+    from tmslab.experiments.absval import pair_neurons
+
+    W1 = torch.cat([torch.eye(3), -torch.eye(3)])  # neurons 0-2: +x_i, 3-5: −x_i
+    assert pair_neurons(W1) == [{"plus": [i], "minus": [i + 3]} for i in range(3)]
+
+
+# ---- geometry, adversarial, compression ---------------------------------------------------------------------
+
+
+def test_octahedron_report():
+    from tmslab.experiments.dynamics import octahedron_report
+
+    rep = octahedron_report(theory.octahedron()[0])
+    assert rep["mutual_pairs"] and rep["max_pair_cos"] == pytest.approx(-1) and rep["max_cross_pair_abs_cos"] < 1e-9
+    # pairing features within one correlated set is not the cross-set octahedron
+    same_set = torch.cat([torch.eye(3)[:, :1], -torch.eye(3)[:, :1], torch.eye(3)[:, 1:2], -torch.eye(3)[:, 1:2],
+                          torch.eye(3)[:, 2:], -torch.eye(3)[:, 2:]], dim=1)
+    assert not octahedron_report(same_set)["octahedron"]
+    cross = same_set[:, [0, 2, 4, 1, 3, 5]]
+    assert octahedron_report(cross)["octahedron"]
+
+
+def test_attack_losses_match_metrics_and_reference_is_lambda_squared():
+    from tmslab.experiments.adversarial import attack_losses, reference_model, spearman
+
+    g = torch.Generator().manual_seed(0)
+    W, b = torch.randn(3, 8, generator=g, dtype=torch.float64), -0.1 * torch.rand(8, generator=g, dtype=torch.float64)
+    x = torch.rand(300, 8, generator=g, dtype=torch.float64) * (torch.rand(300, 8, generator=g) < 0.3)
+    a = attack_losses(W, b, x, 0.05, chunk=64)
+    ref = metrics.adversarial_losses(W[None], b[None], x[None], radius=0.05)
+    assert a["clean"] == pytest.approx(float(ref.clean[0])) and a["fixed"] == pytest.approx(float(ref.attacked[0]))
+    assert a["per_sample"] >= a["fixed"] - 1e-12
+    W0, b0 = reference_model(8, 3, 0.3)
+    a0 = attack_losses(W0, b0, x, 0.05)
+    assert a0["per_sample"] - a0["clean"] == pytest.approx(0.05**2)
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1)
+
+
+def test_relu_codec_matches_closed_form():
+    from tmslab.experiments.compression import relu_codec_mse, relu_ramp_floor
+
+    u = torch.tensor([0.2, 0.95, 1.0, 1.05, 2.5], dtype=torch.float64)
+    assert relu_ramp_floor(u, 3, 0.1).tolist() == pytest.approx([0, 0, 0.5, 1, 2])
+    mc, se = relu_codec_mse(3, 0.1, 50_000)
+    assert abs(mc - theory.compression_mse(3, 0.1, grid=300)) < 5 * se
