@@ -24,6 +24,10 @@ from tmslab.training.reference import train_reference
 __all__ = ["TrainResult", "TrainingDivergedError", "train", "evaluate", "build", "estimate_memory"]
 
 
+#: Batches (instances × batch × features) below this many elements train single-threaded on the reference path.
+SMALL_BATCH = 1 << 18
+
+
 class TrainingDivergedError(RuntimeError):
     """Training produced non-finite weights or losses."""
 
@@ -171,6 +175,11 @@ def train(
             bar.update(step + 1 - bar.n)
 
     start = time.perf_counter()
+    threads = torch.get_num_threads()
+    if engine == "reference" and config.n_instances * config.batch_size * config.n_features < SMALL_BATCH:
+        # Tiny tensors: intra-op threads cost more in synchronisation than they save (≈10× slower on a
+        # busy 2-core machine), so the reference loop runs them single-threaded.
+        torch.set_num_threads(1)
     try:
         if engine == "fast":
             from tmslab.training.fast import train_fast
@@ -179,6 +188,7 @@ def train(
         else:
             train_reference(model, dist, importance, config, generator, hook if config.record_every else None, tick)
     finally:
+        torch.set_num_threads(threads)
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - start
