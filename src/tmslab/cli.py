@@ -240,6 +240,60 @@ def report(
     typer.echo(f"wrote {path}")
 
 
+# ---- tms sweep -------------------------------------------------------------------------------------
+
+
+@app.command()
+def sweep(
+    spec: Annotated[Path | None, typer.Argument(help="Sweep spec, YAML or TOML (see docs/sweeps.md).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Sweep directory (results.parquet, jobs/, rows/).")] = None,
+    backend: Annotated[str, typer.Option(help="local (process pool on this machine) | ray.")] = "local",
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (default: start a local one).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Local processes (default: one per core).")] = None,
+    shard: Annotated[str | None, typer.Option(help="Run only share I/N of the jobs (0 <= I < N).")] = None,
+    merge: Annotated[Path | None, typer.Option(help="Join the shares written into DIR; no SPEC.")] = None,
+    max_retries: Annotated[int, typer.Option(help="Ray: retries of a job whose worker dies.")] = 3,
+    dry_run: Annotated[bool, typer.Option(help="Validate SPEC and print the job plan; write nothing.")] = False,
+    force: Annotated[bool, typer.Option(help="Discard the results in --out of a different spec.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bar or summary.")] = False,
+) -> None:
+    """Train a grid of toy models as packed, resumable jobs; write DIR/results.parquet (one row per run).
+
+    Example: tms sweep examples/phase_n2.yaml --out runs/phase  (re-run the same command to resume)
+    """
+    from tmslab.sweep import SweepJobError, load_spec, plan_jobs
+    from tmslab.sweep import merge as merge_sweep
+    from tmslab.sweep.plan import parse_shard
+    from tmslab.sweep.run import describe, run_sweep
+
+    if merge is not None:
+        if spec is not None or out is not None or shard is not None:
+            raise UsageError("--merge DIR takes no SPEC, --out or --shard.")
+        df = merge_sweep(merge)
+        if not quiet:
+            typer.echo(f"merged {len(df)} rows into {merge / 'results.parquet'}")
+        return
+    if spec is None or out is None:
+        raise UsageError("give a SPEC file and --out DIR (or --merge DIR).")
+    if backend not in ("local", "ray"):
+        raise UsageError(f"--backend must be local or ray, got {backend!r}.")
+    parsed = load_spec(spec)
+    if dry_run:
+        jobs = plan_jobs(parsed)
+        typer.echo(describe(parsed, jobs))
+        return
+    try:
+        df = run_sweep(
+            parsed, out, backend=backend, progress=not quiet, workers=workers,
+            shard=parse_shard(shard) if shard else None, force=force, address=address, max_retries=max_retries,
+        )  # fmt: skip
+    except SweepJobError as e:
+        _fail(f"{e} Finished jobs are kept; re-run to resume.", code=1)
+    if not quiet:
+        where = out / "results.parquet" if shard is None else out / "rows"
+        typer.echo(f"{len(df)} runs in {where}")
+
+
 # ---- entry point -----------------------------------------------------------------------------------
 
 
