@@ -229,7 +229,7 @@ def report(
     if not directory.is_dir():
         raise UsageError(f"{directory} is not a directory; give a `tms reproduce --out` or `tms sweep --out` path.")
     if (directory / "spec.json").exists():
-        from tmslab.sweep import sweep_report
+        from tmslab.sweep.figures import sweep_report
 
         path = sweep_report(directory)
     else:
