@@ -1,0 +1,393 @@
+"""Numba kernels of the fast engine (imported only when numba is installed).
+
+Layout: one instance at a time, the batch dimension innermost ([features, batch] and
+[hidden, batch] scratch rows), so every inner loop is a contiguous, vectorisable sweep over the
+batch. An instance's whole chunk of steps (sample → forward → backward → AdamW) runs inside one
+compiled call, in parallel over instances; each instance is computed sequentially by one thread
+with its own counter-based random stream, so results do not depend on the thread count.
+
+The random numbers are SplitMix64 outputs of (instance key, counter); `fast._torch_u32_rows`
+implements the identical stream in PyTorch for the fallback path, and the tests check both agree.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+U64 = np.uint64
+GAMMA = U64(0x9E3779B97F4A7C15)
+M1 = U64(0xBF58476D1CE4E5B9)
+M2 = U64(0x94D049BB133111EB)
+LOW32 = U64(0xFFFFFFFF)
+TWO32 = 4294967296.0
+INV32 = 1.0 / 4294967296.0
+
+KIND_RELU_OUTPUT, KIND_LINEAR, KIND_HIDDEN_RELU = 0, 1, 2
+DIST_INDEPENDENT, DIST_CORRELATED, DIST_ANTICORRELATED, DIST_ONE_HOT = 0, 1, 2, 3
+
+_FM = {"nsz", "arcp", "contract", "reassoc"}  # no nnan/ninf: keep comparisons exact
+
+
+@njit(inline="always", cache=True)
+def _mix64(z):
+    z = (z ^ (z >> U64(30))) * M1
+    z = (z ^ (z >> U64(27))) * M2
+    return z ^ (z >> U64(31))
+
+
+@njit(inline="always", cache=True)
+def _row_base(step, row, rows_per_step, half):
+    """First counter of random row `row` of step `step` (each row owns half+1 counters)."""
+    return (U64(step) * U64(rows_per_step) + U64(row)) * U64(half + 1)
+
+
+@njit(cache=True, fastmath=_FM)
+def fill_u32(buf, key, base):
+    """buf[0:B] ← B 32-bit uniforms (as float64 integers 0..2^32−1) from counters base, base+1, …:
+    counter j gives entry j (low word) and entry half+j (high word); an odd B takes the low word of
+    counter half."""
+    B = buf.shape[0]
+    half = B // 2
+    for j in range(half):
+        r = _mix64(key + (base + U64(j)) * GAMMA)
+        buf[j] = np.float64(r & LOW32)
+        buf[half + j] = np.float64(r >> U64(32))
+    if B % 2 == 1:
+        r = _mix64(key + (base + U64(half)) * GAMMA)
+        buf[B - 1] = np.float64(r & LOW32)
+
+
+@njit(cache=True, fastmath=_FM)
+def sample_batch(X, dist, thr, set_size, signed, key, step, buf, buf2):
+    """X[n, B] ← one fresh batch of instance (key) at `step`.
+
+    independent: one 32-bit uniform u per entry: active iff u < t = p·2^32, value u/t (uniform on
+    [0,1) given active). correlated / anticorrelated: a set-level uniform u < t of the set's first
+    feature decides the set; correlated draws an independent value per feature, anticorrelated
+    activates one uniformly chosen feature with value u/t. one-hot: one uniform picks the feature,
+    another gives its value."""
+    n, B = X.shape
+    half = B // 2
+    rows = 2 * n + 2
+    if dist == DIST_INDEPENDENT:
+        for i in range(n):
+            fill_u32(buf, key, _row_base(step, i, rows, half))
+            t = thr[i]
+            inv = 1.0 / t
+            for b in range(B):
+                u = buf[b]
+                v = u * inv
+                if signed:
+                    v = 2.0 * v - 1.0
+                X[i, b] = np.float32(v) if u < t else np.float32(0.0)
+    elif dist == DIST_CORRELATED or dist == DIST_ANTICORRELATED:
+        n_sets = n // set_size
+        for s in range(n_sets):
+            f0 = s * set_size
+            t = thr[f0]
+            inv = 1.0 / t
+            fill_u32(buf, key, _row_base(step, n + s, rows, half))  # set mask
+            if dist == DIST_CORRELATED:
+                for i in range(f0, f0 + set_size):
+                    fill_u32(buf2, key, _row_base(step, i, rows, half))  # values
+                    for b in range(B):
+                        v = buf2[b] * INV32
+                        if signed:
+                            v = 2.0 * v - 1.0
+                        X[i, b] = np.float32(v) if buf[b] < t else np.float32(0.0)
+            else:
+                fill_u32(buf2, key, _row_base(step, f0, rows, half))  # which feature
+                for i in range(f0, f0 + set_size):
+                    for b in range(B):
+                        X[i, b] = 0.0
+                for b in range(B):
+                    u = buf[b]
+                    if u < t:
+                        w = int(buf2[b] * INV32 * set_size)
+                        if w >= set_size:
+                            w = set_size - 1
+                        v = u * inv
+                        if signed:
+                            v = 2.0 * v - 1.0
+                        X[f0 + w, b] = np.float32(v)
+    else:  # one-hot
+        fill_u32(buf, key, _row_base(step, 0, rows, half))  # which
+        fill_u32(buf2, key, _row_base(step, 1, rows, half))  # value
+        for i in range(n):
+            for b in range(B):
+                X[i, b] = 0.0
+        for b in range(B):
+            w = int(buf[b] * INV32 * n)
+            if w >= n:
+                w = n - 1
+            v = buf2[b] * INV32
+            if signed:
+                v = 2.0 * v - 1.0
+            X[w, b] = np.float32(v)
+
+
+@njit(inline="always", cache=True, fastmath=_FM)
+def _encode_rows(W, X, h, k, kind):
+    """h[k] = W[k] · X (one hidden row), unrolled by 4 over features."""
+    m, n = W.shape
+    B = X.shape[1]
+    for b in range(B):
+        h[k, b] = 0.0
+    i = 0
+    while i + 4 <= n:
+        w0, w1, w2, w3 = W[k, i], W[k, i + 1], W[k, i + 2], W[k, i + 3]
+        for b in range(B):
+            h[k, b] += w0 * X[i, b] + w1 * X[i + 1, b] + w2 * X[i + 2, b] + w3 * X[i + 3, b]
+        i += 4
+    while i < n:
+        w0 = W[k, i]
+        for b in range(B):
+            h[k, b] += w0 * X[i, b]
+        i += 1
+
+
+@njit(inline="always", cache=True, fastmath=_FM)
+def _row_loss(kind, G, X, j, cij):
+    """Row j of G holds the pre-activation; replace it by dObjective/dout, return (Σ d², Σ g)."""
+    B = X.shape[1]
+    zero = np.float32(0.0)
+    acc = zero
+    gsum = zero
+    if kind == KIND_LINEAR:
+        for b in range(B):
+            d = G[j, b] - X[j, b]
+            acc += d * d
+            g = cij * d
+            G[j, b] = g
+            gsum += g
+    else:
+        for b in range(B):
+            pre = G[j, b]
+            d = max(pre, zero) - X[j, b]
+            acc += d * d
+            g = cij * d if pre > 0.0 else zero
+            G[j, b] = g
+            gsum += g
+    return acc, gsum
+
+
+@njit(cache=True, fastmath=_FM)
+def loss_and_grad(kind, W, bias, imp, X, l1, h, G, dh, gW, gb):
+    """Per-instance paper loss L of batch X[n, B] (returned), and the gradient of the training
+    objective (reference.objective for this one instance) into gW[m, n], gb[n].
+
+    W[m, n], bias[n], imp[n]; scratch h[m, B], G[n, B], dh[m, B]. Every inner loop is a contiguous
+    sweep over the batch, unrolled by 4 over the contracted dimension and, where it saves loads,
+    computing two output rows per sweep."""
+    m, n = W.shape
+    B = X.shape[1]
+    c = np.float32(2.0 / (B * n))
+    cl1 = np.float32(l1 / (B * n))
+    zero = np.float32(0.0)
+    for j in range(n):
+        gb[j] = 0.0
+    for k in range(m):
+        for j in range(n):
+            gW[k, j] = 0.0
+    loss = 0.0
+    # ---- h = W x: two hidden rows per sweep over X
+    k = 0
+    while k + 2 <= m:
+        for b in range(B):
+            h[k, b] = 0.0
+            h[k + 1, b] = 0.0
+        i = 0
+        while i + 4 <= n:
+            w0, w1, w2, w3 = W[k, i], W[k, i + 1], W[k, i + 2], W[k, i + 3]
+            v0, v1, v2, v3 = W[k + 1, i], W[k + 1, i + 1], W[k + 1, i + 2], W[k + 1, i + 3]
+            for b in range(B):
+                x0, x1, x2, x3 = X[i, b], X[i + 1, b], X[i + 2, b], X[i + 3, b]
+                h[k, b] += w0 * x0 + w1 * x1 + w2 * x2 + w3 * x3
+                h[k + 1, b] += v0 * x0 + v1 * x1 + v2 * x2 + v3 * x3
+            i += 4
+        while i < n:
+            w0, v0 = W[k, i], W[k + 1, i]
+            for b in range(B):
+                h[k, b] += w0 * X[i, b]
+                h[k + 1, b] += v0 * X[i, b]
+            i += 1
+        k += 2
+    if k < m:
+        _encode_rows(W, X, h, k, kind)
+    if kind == KIND_HIDDEN_RELU:
+        for k in range(m):
+            for b in range(B):
+                h[k, b] = max(h[k, b], zero)
+    # ---- out = Wᵀh + b (two output rows per sweep over h), loss and dL/dout (in G)
+    j = 0
+    while j + 2 <= n:
+        j1 = j + 1
+        b0, b1 = bias[j], bias[j1]
+        for b in range(B):
+            G[j, b] = b0
+            G[j1, b] = b1
+        k = 0
+        while k + 4 <= m:
+            w0, w1, w2, w3 = W[k, j], W[k + 1, j], W[k + 2, j], W[k + 3, j]
+            v0, v1, v2, v3 = W[k, j1], W[k + 1, j1], W[k + 2, j1], W[k + 3, j1]
+            for b in range(B):
+                h0, h1, h2, h3 = h[k, b], h[k + 1, b], h[k + 2, b], h[k + 3, b]
+                G[j, b] += w0 * h0 + w1 * h1 + w2 * h2 + w3 * h3
+                G[j1, b] += v0 * h0 + v1 * h1 + v2 * h2 + v3 * h3
+            k += 4
+        while k < m:
+            w0, v0 = W[k, j], W[k, j1]
+            for b in range(B):
+                G[j, b] += w0 * h[k, b]
+                G[j1, b] += v0 * h[k, b]
+            k += 1
+        j += 2
+    if j < n:  # odd n: the last output row alone
+        bj = bias[j]
+        for b in range(B):
+            G[j, b] = bj
+        for k in range(m):
+            w0 = W[k, j]
+            for b in range(B):
+                G[j, b] += w0 * h[k, b]
+    for j in range(n):
+        ij = imp[j]
+        acc, gsum = _row_loss(kind, G, X, j, c * ij)
+        loss += np.float64(ij) * np.float64(acc)
+        gb[j] += gsum
+    # ---- dh = W G (unrolled over j); decoder gradient gW[k, j] += Σ_b h[k,b] G[j,b]
+    for k in range(m):
+        for b in range(B):
+            dh[k, b] = 0.0
+        j = 0
+        while j + 4 <= n:
+            w0, w1, w2, w3 = W[k, j], W[k, j + 1], W[k, j + 2], W[k, j + 3]
+            a0 = zero
+            a1 = zero
+            a2 = zero
+            a3 = zero
+            for b in range(B):
+                g0, g1, g2, g3 = G[j, b], G[j + 1, b], G[j + 2, b], G[j + 3, b]
+                hv = h[k, b]
+                dh[k, b] += w0 * g0 + w1 * g1 + w2 * g2 + w3 * g3
+                a0 += hv * g0
+                a1 += hv * g1
+                a2 += hv * g2
+                a3 += hv * g3
+            gW[k, j] += a0
+            gW[k, j + 1] += a1
+            gW[k, j + 2] += a2
+            gW[k, j + 3] += a3
+            j += 4
+        while j < n:
+            w0 = W[k, j]
+            a0 = zero
+            for b in range(B):
+                g0 = G[j, b]
+                dh[k, b] += w0 * g0
+                a0 += h[k, b] * g0
+            gW[k, j] += a0
+            j += 1
+        if l1 != 0.0:
+            for b in range(B):
+                hv = h[k, b]
+                s = np.float32(1.0) if hv > 0.0 else (np.float32(-1.0) if hv < 0.0 else zero)
+                dh[k, b] += cl1 * s
+        if kind == KIND_HIDDEN_RELU:
+            for b in range(B):
+                if not h[k, b] > 0.0:
+                    dh[k, b] = 0.0
+    # ---- encoder gradient gW[k, i] += Σ_b dh[k,b] X[i,b]: two hidden rows per sweep over X
+    k = 0
+    while k < m:
+        k1 = k + 1 if k + 1 < m else k
+        scale1 = np.float32(1.0) if k1 != k else zero  # a lone last row: second accumulator unused
+        i = 0
+        while i + 4 <= n:
+            a0 = zero
+            a1 = zero
+            a2 = zero
+            a3 = zero
+            c0 = zero
+            c1 = zero
+            c2 = zero
+            c3 = zero
+            for b in range(B):
+                d = dh[k, b]
+                e = dh[k1, b]
+                x0, x1, x2, x3 = X[i, b], X[i + 1, b], X[i + 2, b], X[i + 3, b]
+                a0 += d * x0
+                a1 += d * x1
+                a2 += d * x2
+                a3 += d * x3
+                c0 += e * x0
+                c1 += e * x1
+                c2 += e * x2
+                c3 += e * x3
+            gW[k, i] += a0
+            gW[k, i + 1] += a1
+            gW[k, i + 2] += a2
+            gW[k, i + 3] += a3
+            gW[k1, i] += scale1 * c0
+            gW[k1, i + 1] += scale1 * c1
+            gW[k1, i + 2] += scale1 * c2
+            gW[k1, i + 3] += scale1 * c3
+            i += 4
+        while i < n:
+            a0 = zero
+            c0 = zero
+            for b in range(B):
+                a0 += dh[k, b] * X[i, b]
+                c0 += dh[k1, b] * X[i, b]
+            gW[k, i] += a0
+            gW[k1, i] += scale1 * c0
+            i += 1
+        k += 2
+    return loss / B
+
+
+@njit(cache=True, fastmath=_FM)
+def adamw(p, g, m1, m2, lr, wd, step_size, bc2_sqrt):
+    """PyTorch's single-tensor AdamW update (betas 0.9/0.999, eps 1e-8), elementwise on flat views."""
+    decay = np.float32(1.0 - lr * wd)
+    ss = np.float32(step_size)
+    bc = np.float32(bc2_sqrt)
+    for e in range(p.shape[0]):
+        pe = p[e] * decay
+        ge = g[e]
+        me = m1[e] + np.float32(0.1) * (ge - m1[e])
+        ve = m2[e] * np.float32(0.999) + np.float32(0.001) * ge * ge
+        m1[e] = me
+        m2[e] = ve
+        p[e] = pe - ss * (me / (np.sqrt(ve) / bc + np.float32(1e-8)))
+
+
+@njit(parallel=True, cache=True)
+def train_chunk(kind, dist, set_size, signed, W, bias, mW, vW, mb, vb, imp, thr, keys, l1, lrs, wd, s0, s1, B, losses):
+    """Steps s0 … s1−1 for every instance (parallel over instances); losses[k, s−s0] ← batch L."""
+    K, m, n = W.shape
+    for k in prange(K):
+        X = np.empty((n, B), dtype=np.float32)
+        h = np.empty((m, B), dtype=np.float32)
+        dh = np.empty((m, B), dtype=np.float32)
+        G = np.empty((n, B), dtype=np.float32)
+        gW = np.empty((m, n), dtype=np.float32)
+        gb = np.empty(n, dtype=np.float32)
+        buf = np.empty(B, dtype=np.float64)
+        buf2 = np.empty(B, dtype=np.float64)
+        Wk = W[k].reshape(m * n)
+        mWk = mW[k].reshape(m * n)
+        vWk = vW[k].reshape(m * n)
+        gWf = gW.reshape(m * n)
+        for s in range(s0, s1):
+            sample_batch(X, dist, thr[k], set_size, signed, keys[k], s, buf, buf2)
+            losses[k, s - s0] = loss_and_grad(kind, W[k], bias[k], imp[k], X, l1, h, G, dh, gW, gb)
+            lr = lrs[s]
+            t = s + 1.0
+            bc1 = 1.0 - 0.9**t
+            bc2 = 1.0 - 0.999**t
+            step_size = lr / bc1
+            bc2_sqrt = bc2**0.5
+            adamw(Wk, gWf, mWk, vWk, lr, wd, step_size, bc2_sqrt)
+            adamw(bias[k], gb, mb[k], vb[k], lr, wd, step_size, bc2_sqrt)

@@ -1,0 +1,323 @@
+"""The fast training engine: same model, data distribution, objective and AdamW as
+`training.reference.train_reference`, without materialising batches through PyTorch.
+
+How it is fast:
+
+* Sampling. A counter-based random stream (SplitMix64 of an instance key and a counter) gives one
+  32-bit uniform u per (sample, feature): the feature is active iff u < t = density·2^32 and its
+  value is u/t, which is U[0,1) given activity — one draw for both mask and value, vectorisable,
+  and reproducible from (seed, instance, step) alone.
+* Fusion. With numba installed, one compiled call runs a whole chunk of steps for every instance
+  (parallel over instances): sample, forward, hand-written backward, AdamW — all in cache-resident
+  [features, batch] scratch rows with the batch innermost. Nothing crosses the Python boundary
+  per step except at hook/progress points.
+* Without numba the same stream, objective and optimiser run in PyTorch (`_train_torch`); it gives
+  the same results up to floating-point rounding, just slower.
+
+Determinism: the seed is one int drawn from `generator`; every instance is computed by one thread
+from its own stream, so the weights are bit-identical for the same seed on the same machine,
+whatever the thread count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from tmslab.config import TrainConfig
+from tmslab.data import FeatureDistribution
+from tmslab.models import ToyModel
+from tmslab.training.reference import Hook, lr_multiplier
+
+try:  # numba is optional: without it the PyTorch path below runs the same algorithm.
+    from tmslab.training import _kernels as _nk
+except ImportError:  # pragma: no cover - exercised only where numba is missing
+    _nk = None
+
+KINDS = {"relu-output": 0, "linear": 1, "hidden-relu": 2}
+DISTS = {"independent": 0, "correlated": 1, "anticorrelated": 2, "one-hot": 3}
+#: At most this many steps per compiled call (progress is reported between calls).
+MAX_CHUNK = 250
+
+_GAMMA = 0x9E3779B97F4A7C15
+_M1 = 0xBF58476D1CE4E5B9
+_M2 = 0x94D049BB133111EB
+
+
+def has_numba() -> bool:
+    return _nk is not None
+
+
+def supports(config: TrainConfig) -> str | None:
+    """None if the fast engine handles this config, else a short reason (auto then uses the reference)."""
+    if config.model not in KINDS:
+        return f"the fast engine does not implement the {config.model} model"
+    if config.distribution not in DISTS:
+        return f"the fast engine does not implement the {config.distribution} distribution"
+    return None
+
+
+# ---- random stream (shared definition for numba and PyTorch) ---------------------------------------
+
+
+def _u64(x: int) -> int:
+    return x & 0xFFFFFFFFFFFFFFFF
+
+
+def _mix64_int(z: int) -> int:
+    z = _u64((z ^ (z >> 30)) * _M1)
+    z = _u64((z ^ (z >> 27)) * _M2)
+    return z ^ (z >> 31)
+
+
+def instance_keys(seed: int, n_instances: int) -> np.ndarray:
+    """One 64-bit stream key per instance, derived from the run seed."""
+    base = _mix64_int(_u64(seed * _GAMMA + 0x632BE59BD9B4E019))
+    return np.array(
+        [_mix64_int(_u64(base + (k + 1) * 0xD1B54A32D192ED03)) for k in range(n_instances)], dtype=np.uint64
+    )
+
+
+def thresholds(density: Tensor) -> np.ndarray:
+    """t = round(p·2^32) as float64 (exact integers), at least 1: feature active iff u32 < t."""
+    d = density.detach().double().cpu().numpy()
+    return np.clip(np.rint(d * 2.0**32), 1.0, 2.0**32)
+
+
+def _torch_mix64(z: Tensor) -> Tensor:
+    """SplitMix64 finaliser on int64 tensors holding uint64 bits (wrapping multiply, logical shifts)."""
+
+    def shr(v: Tensor, s: int) -> Tensor:
+        return (v >> s) & ((1 << (64 - s)) - 1)
+
+    def c(v: int) -> int:
+        return v - (1 << 64) if v >= 1 << 63 else v
+
+    z = (z ^ shr(z, 30)) * c(_M1)
+    z = (z ^ shr(z, 27)) * c(_M2)
+    return z ^ shr(z, 31)
+
+
+def _torch_u32_rows(keys: np.ndarray, step: int, rows: list[int], rows_per_step: int, B: int) -> Tensor:
+    """float64 tensor [instances, len(rows), B] of the 32-bit uniforms `_kernels.fill_u32` draws."""
+    half = B // 2
+    key = torch.from_numpy(keys.view(np.int64).copy())[:, None, None]
+    row = torch.tensor(rows, dtype=torch.int64)[None, :, None]
+    base = (step * rows_per_step + row) * (half + 1)
+    j = torch.arange(half + 1, dtype=torch.int64)[None, None, :]
+    gamma = _GAMMA - (1 << 64)
+    r = _torch_mix64(key + (base + j) * gamma)
+    lo = (r & 0xFFFFFFFF).double()
+    hi = ((r >> 32) & 0xFFFFFFFF).double()
+    out = torch.cat([lo[..., :half], hi[..., :half]], dim=-1)
+    if B % 2:
+        out = torch.cat([out, lo[..., half : half + 1]], dim=-1)
+    return out
+
+
+def sample_torch(
+    dist: str, thr: np.ndarray, keys: np.ndarray, step: int, B: int, set_size: int = 1, signed: bool = False
+) -> Tensor:
+    """The fast engine's batch at `step`, [instances, B, features], computed in PyTorch."""
+    K, n = thr.shape
+    rows = 2 * n + 2
+    t = torch.from_numpy(thr)[:, :, None]  # [K, n, 1]
+
+    def val(u: Tensor) -> Tensor:
+        return 2 * u - 1 if signed else u
+
+    if dist == "independent":
+        u = _torch_u32_rows(keys, step, list(range(n)), rows, B)
+        x = torch.where(u < t, val(u / t), torch.zeros(()))
+    elif dist in ("correlated", "anticorrelated"):
+        n_sets = n // set_size
+        ts = t[:, ::set_size]  # [K, sets, 1]
+        mask_u = _torch_u32_rows(keys, step, [n + s for s in range(n_sets)], rows, B)
+        on = mask_u < ts
+        if dist == "correlated":
+            vals = val(_torch_u32_rows(keys, step, list(range(n)), rows, B) / 2.0**32)
+            x = torch.where(on.repeat_interleave(set_size, dim=1), vals, torch.zeros(()))
+        else:
+            which_u = _torch_u32_rows(keys, step, [s * set_size for s in range(n_sets)], rows, B)
+            w = (which_u / 2.0**32 * set_size).long().clamp_max(set_size - 1)  # [K, sets, B]
+            v = val(mask_u / ts)
+            x = torch.zeros(K, n_sets, set_size, B, dtype=torch.float64)
+            x.scatter_(2, w[:, :, None, :], torch.where(on, v, torch.zeros(()))[:, :, None, :])
+            x = x.reshape(K, n, B)
+    else:
+        which_u = _torch_u32_rows(keys, step, [0], rows, B)[:, 0]
+        v = val(_torch_u32_rows(keys, step, [1], rows, B)[:, 0] / 2.0**32)
+        w = (which_u / 2.0**32 * n).long().clamp_max(n - 1)
+        x = torch.zeros(K, n, B, dtype=torch.float64)
+        x.scatter_(1, w[:, None, :], v[:, None, :])
+    return x.float().transpose(1, 2).contiguous()
+
+
+def sample_numba(
+    dist: str, thr: np.ndarray, keys: np.ndarray, step: int, B: int, set_size: int = 1, signed: bool = False
+) -> Tensor:
+    """The same batch as `sample_torch`, drawn by the compiled sampler (requires numba)."""
+    K, n = thr.shape
+    out = np.empty((K, n, B), dtype=np.float32)
+    buf, buf2 = np.empty(B), np.empty(B)
+    for k in range(K):
+        _nk.sample_batch(out[k], DISTS[dist], thr[k], set_size, signed, keys[k], step, buf, buf2)
+    return torch.from_numpy(out).transpose(1, 2).contiguous()
+
+
+# ---- loss and gradient for a given batch (used by the tests) ----------------------------------------
+
+
+def loss_and_grads(
+    model: ToyModel, x: Tensor, importance: Tensor, hidden_l1: float = 0.0
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(per-instance L [instances], dW, db) of reference.objective at batch x [instances, B, n],
+    computed by the compiled kernel (numba) — the tests compare them with autograd."""
+    W = model.W.detach().float().numpy()
+    bias = model.b.detach().float().numpy()
+    imp = importance.detach().float().contiguous().numpy()
+    K, m, n = W.shape
+    B = x.shape[1]
+    X = x.detach().float().transpose(1, 2).contiguous().numpy()
+    gW = np.empty_like(W)
+    gb = np.empty_like(bias)
+    loss = np.empty(K)
+    h, dh, G = np.empty((m, B), np.float32), np.empty((m, B), np.float32), np.empty((n, B), np.float32)
+    for k in range(K):
+        loss[k] = _nk.loss_and_grad(
+            KINDS[model.kind], W[k], bias[k], imp[k], X[k], float(hidden_l1), h, G, dh, gW[k], gb[k]
+        )
+    return torch.from_numpy(loss).float(), torch.from_numpy(gW), torch.from_numpy(gb)
+
+
+def adamw_step_numba(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avg: list[Tensor],
+    exp_avg_sq: list[Tensor],
+    lr: float,
+    wd: float,
+    step: int,
+) -> None:
+    """One AdamW step (t = step, 1-based) by the compiled kernel, in place (for the tests)."""
+    bc1 = 1.0 - 0.9**step
+    bc2 = 1.0 - 0.999**step
+    for p, g, m1, m2 in zip(params, grads, exp_avg, exp_avg_sq, strict=True):
+        _nk.adamw(
+            p.view(-1).numpy(),
+            g.reshape(-1).numpy(),
+            m1.view(-1).numpy(),
+            m2.view(-1).numpy(),
+            lr,
+            wd,
+            lr / bc1,
+            bc2**0.5,
+        )
+
+
+# ---- training ----------------------------------------------------------------------------------------
+
+
+def _setup(model: ToyModel, distribution: FeatureDistribution, config: TrainConfig, generator: torch.Generator):
+    reason = supports(config)
+    if reason is None and model.kind not in KINDS:
+        reason = f"the fast engine does not implement the {model.kind} model"
+    if reason is None and distribution.name not in DISTS:
+        reason = f"the fast engine does not implement the {distribution.name} distribution"
+    if reason is not None:
+        raise ValueError(reason)
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
+    keys = instance_keys(seed, model.n_instances)
+    thr = thresholds(distribution.density.expand(model.n_instances, model.n_features))
+    lrs = np.array([config.lr * lr_multiplier(s, config) for s in range(config.steps)], dtype=np.float64)
+    return keys, thr, lrs
+
+
+def _chunks(config: TrainConfig):
+    """(start, stop) step ranges; a chunk ends right after every recorded step."""
+    s, R = 0, config.record_every
+    while s < config.steps:
+        stop = min(config.steps, s + MAX_CHUNK)
+        if R:
+            next_rec = ((s + R - 1) // R) * R  # first recorded step >= s
+            stop = min(stop, next_rec + 1)
+        yield s, stop
+        s = stop
+
+
+def train_fast(
+    model: ToyModel,
+    distribution: FeatureDistribution,
+    importance: Tensor,
+    config: TrainConfig,
+    generator: torch.Generator,
+    hook: Hook | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Same contract as training.reference.train_reference: trains model in place."""
+    if _nk is None:
+        _train_torch(model, distribution, importance, config, generator, hook, progress)
+        return
+    keys, thr, lrs = _setup(model, distribution, config, generator)
+    import numba
+
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    K, n, B = model.n_instances, model.n_features, config.batch_size
+    with torch.no_grad():
+        # The kernel updates the model's own storage in place (float32, contiguous).
+        for p in model.parameters():
+            if p.dtype != torch.float32 or not p.is_contiguous():
+                raise ValueError("the fast engine needs contiguous float32 parameters")
+        W = model.W.detach().numpy()
+        bias = model.b.detach().numpy()
+        state = [np.zeros_like(W), np.zeros_like(W), np.zeros_like(bias), np.zeros_like(bias)]
+        imp = np.ascontiguousarray(importance.detach().float().expand(K, n).numpy())
+        for s0, s1 in _chunks(config):
+            losses = np.empty((K, s1 - s0))
+            _nk.train_chunk(
+                KINDS[model.kind], DISTS[distribution.name], int(distribution.set_size), bool(distribution.signed),
+                W, bias, *state, imp, thr, keys, float(config.hidden_l1), lrs, float(config.weight_decay),
+                s0, s1, B, losses,
+            )  # fmt: skip
+            last = s1 - 1
+            if hook is not None and config.record_every and last % config.record_every == 0:
+                hook(last, model, torch.from_numpy(losses[:, -1]).float())
+            if progress is not None:
+                progress(last)
+
+
+def _train_torch(
+    model: ToyModel,
+    distribution: FeatureDistribution,
+    importance: Tensor,
+    config: TrainConfig,
+    generator: torch.Generator,
+    hook: Hook | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """The fallback without numba: the fast engine's random stream with the reference's autograd
+    objective and torch.optim.AdamW — same data, same optimiser, results equal up to rounding."""
+    from tmslab.training.reference import objective
+
+    keys, thr, _ = _setup(model, distribution, config, generator)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_multiplier(s, config))
+    for step in range(config.steps):
+        x = sample_torch(
+            distribution.name, thr, keys, step, config.batch_size, distribution.set_size, distribution.signed
+        )
+        opt.zero_grad(set_to_none=True)
+        loss, per_instance = objective(model, x, importance, config.hidden_l1)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if hook is not None and config.record_every and step % config.record_every == 0:
+            hook(step, model, per_instance)
+        if progress is not None and (step % 100 == 0 or step == config.steps - 1):
+            progress(step)
+
+
+__all__ = ["supports", "train_fast", "has_numba"]

@@ -1,0 +1,271 @@
+"""The fast engine against the reference loop: gradients, optimiser, sampler statistics,
+determinism, hooks, and a short end-to-end training comparison."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tmslab.config import TrainConfig
+from tmslab.data import make_distribution
+from tmslab.models import ToyModel, per_instance_loss
+from tmslab.training import fast
+from tmslab.training.reference import objective, train_reference
+
+needs_numba = pytest.mark.skipif(not fast.has_numba(), reason="numba is not installed")
+KINDS = ["relu-output", "linear", "hidden-relu"]
+
+
+def build(config: TrainConfig):
+    rows = [c for c in range(config.n_configs) for _ in range(config.restarts)]
+    density = torch.tensor([config.config_density(c) for c in rows], dtype=torch.float32)
+    importance = torch.tensor([config.config_importance(c) for c in rows], dtype=torch.float32)
+    model = ToyModel(config.model, config.n_instances, config.n_features, config.n_hidden)
+    model.reset_parameters([config.instance_seed(k) for k in range(config.n_instances)], config.init)
+    dist = make_distribution(config.distribution, density, set_size=config.set_size)
+    return model, dist, importance
+
+
+def eval_loss(model: ToyModel, dist, importance, samples: int = 100_000, seed: int = 2022) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    total = torch.zeros(model.n_instances)
+    with torch.no_grad():
+        for _ in range(samples // 10_000):
+            x = dist.sample(10_000, g)
+            total += per_instance_loss(model(x), model.target(x), importance)
+    return total / (samples // 10_000)
+
+
+# ---- kernel ≡ autograd --------------------------------------------------------------------------------
+
+
+@needs_numba
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("hidden_l1", [0.0, 0.3])
+@pytest.mark.parametrize("shape", [(3, 5, 2, 64), (2, 40, 7, 33), (2, 7, 3, 17)])
+def test_loss_and_gradients_match_autograd(kind, hidden_l1, shape):
+    K, n, m, B = shape
+    torch.manual_seed(0)
+    model = ToyModel(kind, K, n, m)
+    model.reset_parameters(list(range(K)))
+    with torch.no_grad():
+        model.b.normal_(0.0, 0.3)
+    importance = torch.rand(K, n)
+    x = torch.rand(K, B, n) * (torch.rand(K, B, n) < 0.4)
+    loss, gW, gb = fast.loss_and_grads(model, x, importance, hidden_l1)
+    total, per_instance = objective(model, x, importance, hidden_l1)
+    total.backward()
+    torch.testing.assert_close(loss, per_instance)
+    torch.testing.assert_close(gW, model.W.grad)
+    torch.testing.assert_close(gb, model.b.grad)
+
+
+@needs_numba
+def test_adamw_steps_match_torch():
+    torch.manual_seed(1)
+    params = [torch.randn(4, 3, 6), torch.randn(4, 6)]
+    ref = [p.clone().requires_grad_(True) for p in params]
+    opt = torch.optim.AdamW(ref, lr=1e-3, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 - s / 10)
+    mine = [p.clone() for p in params]
+    m1 = [torch.zeros_like(p) for p in params]
+    m2 = [torch.zeros_like(p) for p in params]
+    for step in range(5):
+        grads = [torch.randn_like(p) * 10 ** (-step) for p in params]
+        for p, g in zip(ref, grads, strict=True):
+            p.grad = g.clone()
+        opt.step()
+        sched.step()
+        fast.adamw_step_numba(mine, grads, m1, m2, lr=1e-3 * (1.0 - step / 10), wd=0.01, step=step + 1)
+        for a, b in zip(mine, ref, strict=True):
+            torch.testing.assert_close(a, b.detach(), rtol=1e-6, atol=1e-7)
+
+
+# ---- sampler ---------------------------------------------------------------------------------------------
+
+
+DENSITIES = [1.0, 0.5, 0.05, 0.001]
+
+
+def _draw(dist: str, density: list[float], B: int, set_size: int = 2, use_numba: bool = True, steps=(0,)):
+    thr = fast.thresholds(torch.tensor([density]))
+    keys = fast.instance_keys(123, 1)
+    sampler = fast.sample_numba if use_numba and fast.has_numba() else fast.sample_torch
+    return torch.cat([sampler(dist, thr, keys, s, B, set_size)[0] for s in steps])  # [N, n]
+
+
+def _check_active(x: torch.Tensor, p: float, axis_note: str = "") -> None:
+    """Active fraction within 5σ (binomial), active values U[0,1): mean and variance within 5σ."""
+    N = x.numel()
+    active = x[x > 0]
+    frac = active.numel() / N
+    sigma = math.sqrt(p * (1 - p) / N)
+    assert abs(frac - p) <= 5 * sigma + 1.0 / N, (axis_note, frac, p)
+    if active.numel() >= 100:
+        na = active.numel()
+        mean, var = active.double().mean().item(), active.double().var().item()
+        assert abs(mean - 0.5) <= 5 * math.sqrt(1 / 12 / na), (axis_note, mean)
+        assert abs(var - 1 / 12) <= 5 * math.sqrt((1 / 80 - 1 / 144) / na), (axis_note, var)
+        assert active.max() < 1.0 + 1e-6
+
+
+@pytest.mark.parametrize("use_numba", [True, False])
+def test_independent_sampler_statistics(use_numba):
+    x = _draw("independent", DENSITIES, 250_000, use_numba=use_numba, steps=(0, 7, 99, 1000))  # 1M samples
+    assert x.shape == (1_000_000, 4)
+    for i, p in enumerate(DENSITIES):
+        _check_active(x[:, i], p, f"feature {i}")
+    # features are independent: joint activity of the two middle features ≈ product of densities
+    both = ((x[:, 1] > 0) & (x[:, 2] > 0)).float().mean().item()
+    p2 = DENSITIES[1] * DENSITIES[2]
+    assert abs(both - p2) <= 5 * math.sqrt(p2 * (1 - p2) / x.shape[0])
+
+
+def test_sampler_fresh_each_step():
+    a = _draw("independent", [0.5] * 3, 512, steps=(0,))
+    b = _draw("independent", [0.5] * 3, 512, steps=(1,))
+    assert not torch.equal(a, b)
+
+
+def test_other_distributions_statistics():
+    N = 200_000
+    dens = [0.3, 0.3, 0.05, 0.05]
+    x = _draw("correlated", dens, N)
+    on = x > 0
+    assert torch.equal(on[:, 0], on[:, 1]) and torch.equal(on[:, 2], on[:, 3])
+    _check_active(x[:, 0], 0.3)
+    _check_active(x[:, 3], 0.05)
+    x = _draw("anticorrelated", dens, N)
+    on = x > 0
+    assert not (on[:, 0] & on[:, 1]).any() and not (on[:, 2] & on[:, 3]).any()
+    _check_active(x[:, 0], 0.15)
+    _check_active(x[:, 3], 0.025)
+    x = _draw("one-hot", dens, N)
+    assert torch.equal((x > 0).sum(1), torch.ones(N, dtype=torch.long)) or (x > 0).sum(1).le(1).all()
+    for i in range(4):
+        _check_active(x[:, i], 0.25)
+
+
+@needs_numba
+@pytest.mark.parametrize("dist", ["independent", "correlated", "anticorrelated", "one-hot"])
+def test_numba_and_torch_samplers_identical(dist):
+    thr = fast.thresholds(torch.tensor([[1.0, 0.5, 0.01, 0.3], [0.2, 0.2, 0.7, 0.001]]))
+    keys = fast.instance_keys(9, 2)
+    for B in (101, 64):
+        assert torch.equal(fast.sample_torch(dist, thr, keys, 5, B, 2), fast.sample_numba(dist, thr, keys, 5, B, 2))
+
+
+# ---- training --------------------------------------------------------------------------------------------
+
+
+def _small_config(**kw) -> TrainConfig:
+    base = dict(n_features=5, n_hidden=2, density=[1.0, 0.3, 0.05], importance_decay=0.9, restarts=2, steps=60)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _train(config: TrainConfig, seed: int = 0, engine=fast.train_fast, **kw) -> ToyModel:
+    model, dist, imp = build(config)
+    engine(model, dist, imp, config, torch.Generator().manual_seed(seed), **kw)
+    return model
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_determinism_same_seed_bit_identical(kind):
+    config = _small_config(model=kind)
+    a, b = _train(config), _train(config)
+    assert torch.equal(a.W, b.W) and torch.equal(a.b, b.b)
+    c = _train(config, seed=1)
+    assert not torch.equal(a.W, c.W)
+
+
+@needs_numba
+def test_determinism_independent_of_thread_count():
+    config = _small_config(restarts=3)
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        a = _train(config)
+        torch.set_num_threads(2)
+        b = _train(config)
+    finally:
+        torch.set_num_threads(old)
+    assert torch.equal(a.W, b.W) and torch.equal(a.b, b.b)
+
+
+@needs_numba
+@pytest.mark.parametrize("kind", KINDS)
+def test_numba_matches_torch_fallback(kind):
+    config = _small_config(model=kind, steps=30, hidden_l1=0.05 if kind == "hidden-relu" else 0.0, schedule="cosine")
+    a = _train(config)
+    b = _train(config, engine=fast._train_torch)
+    torch.testing.assert_close(a.W, b.W, rtol=1e-4, atol=2e-5)
+    torch.testing.assert_close(a.b, b.b, rtol=1e-4, atol=2e-5)
+
+
+def test_train_fast_without_numba_uses_torch_path(monkeypatch):
+    config = _small_config(steps=20)
+    expected = _train(config, engine=fast._train_torch)
+    monkeypatch.setattr(fast, "_nk", None)
+    got = _train(config)
+    assert torch.equal(got.W, expected.W) and torch.equal(got.b, expected.b)
+
+
+def test_hook_and_progress():
+    config = _small_config(steps=25, record_every=10)
+    model0, dist, imp = build(config)
+    init = {k: v.detach().clone() for k, v in model0.named_parameters()}
+    calls, prog = [], []
+
+    def hook(step, model, loss):
+        calls.append((step, loss.clone(), model.W.detach().clone()))
+
+    _train(config, hook=hook, progress=prog.append)
+    assert [c[0] for c in calls] == [0, 10, 20]
+    assert all(c[1].shape == (config.n_instances,) for c in calls)
+    assert prog[-1] == config.steps - 1 and max(np.diff([-1] + prog)) <= fast.MAX_CHUNK
+    # the loss at step 0 is the paper L of step 0's batch under the initial weights
+    seed = int(torch.randint(0, 2**62, (1,), generator=torch.Generator().manual_seed(0)).item())
+    x = fast.sample_torch(
+        "independent", fast.thresholds(dist.density), fast.instance_keys(seed, config.n_instances), 0, config.batch_size
+    )
+    model0.load_state_dict(init)
+    _, expected = objective(model0, x, imp)
+    torch.testing.assert_close(calls[0][1], expected, rtol=1e-5, atol=1e-6)
+    # the weights passed at step 0 are those after the first update
+    assert not torch.equal(calls[0][2], init["W"])
+
+
+def test_supports():
+    assert fast.supports(TrainConfig()) is None
+    assert fast.supports(TrainConfig(model="hidden-relu", distribution="one-hot")) is None
+    assert isinstance(fast.supports(TrainConfig(model="abs")), str)
+
+
+def _compare_with_reference(config: TrainConfig, rel_tol: float) -> None:
+    model_f, dist, imp = build(config)
+    fast.train_fast(model_f, dist, imp, config, torch.Generator().manual_seed(0))
+    model_r, _, _ = build(config)
+    train_reference(model_r, dist, imp, config, torch.Generator().manual_seed(0))
+    lf, lr = eval_loss(model_f, dist, imp), eval_loss(model_r, dist, imp)
+    rel = abs(lf.mean() - lr.mean()) / lr.mean()
+    assert rel < rel_tol, (lf, lr)
+
+
+def test_short_training_matches_reference():
+    # From the same initialisation, 300 steps on independent batches of 1024: the two runs differ only
+    # in their data stream. Over 6 reference data seeds the mean eval loss of this configuration varies
+    # by ≈0.3% (s.d.); 2% is > 5 s.d. and far below the differences any objective/optimiser bug makes.
+    _compare_with_reference(_small_config(steps=300), rel_tol=0.02)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", KINDS)
+def test_training_matches_reference_slow(kind):
+    config = TrainConfig(
+        model=kind, n_features=20, n_hidden=5, density=[1.0, 0.1, 0.02], importance_decay=0.9, restarts=2, steps=2000
+    )
+    _compare_with_reference(config, rel_tol=0.02)
