@@ -202,6 +202,9 @@ def test_partners_adjacent():
 
 # ---- every grid experiment, end to end in quick mode ----------------------------------------------------
 
+NAMES = ["phase-2x1", "phase-3x2", "perturb", "correlated", "local-basis", "collapse"]
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_quick_experiment_structure(name, tmp_path):
     res = run_experiment(EXPERIMENTS[name], tmp_path, quick=True, progress=False)
