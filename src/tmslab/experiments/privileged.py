@@ -15,6 +15,7 @@ finds the structure that exhaustive training finds, and how many restarts reach 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -71,8 +72,35 @@ def check_plan(plan: list[tuple[int, int]]) -> None:
             raise ValueError(f"plan rounds must keep ≤ restarts and train further: {plan}.")
 
 
+def sweep_round(config: TrainConfig, out: Path, progress: bool = False) -> tuple[Tensor, Callable[[list[int]], dict]]:
+    """Train every restart of `config` as a `tmslab.sweep` over its densities (packed jobs, resumable, on all
+    cores): (eval losses in TrainConfig instance order, a function gathering the weights of chosen instances)."""
+    from tmslab.sweep import run_sweep
+
+    base = {k: v for k, v in config.to_dict().items()
+            if k not in ("density", "restarts", "seed", "record_every") and v is not None}
+    spec = {"base": base, "grid": {"density": list(config.density)}, "restarts": config.restarts, "seed": config.seed}
+    df = run_sweep(spec, out, progress=progress)  # rows: grid point (density) outer, restart inner
+
+    def gather(idx: list[int]) -> dict[str, Tensor]:
+        runs: dict[str, Any] = {}
+        picked: dict[str, list[Tensor]] = {}
+        for i in idx:
+            row = df.iloc[i]
+            run = runs.setdefault(row["job_dir"], load_run(out / row["job_dir"]))
+            for name, p in run.params.items():
+                picked.setdefault(name, []).append(p[int(row["instance"])])
+        return {name: torch.stack(v) for name, v in picked.items()}
+
+    return torch.tensor(df["eval_loss"].to_numpy()), gather
+
+
 def successive_halving(
-    config: TrainConfig, plan: list[tuple[int, int]], screen_eval: int = SCREEN_EVAL, progress: bool = False
+    config: TrainConfig,
+    plan: list[tuple[int, int]],
+    screen_eval: int = SCREEN_EVAL,
+    progress: bool = False,
+    sweep_dir: Path | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Best-of-k by successive halving: (TrainResult of the last round's survivors, a record of every round).
 
@@ -81,6 +109,7 @@ def successive_halving(
     round keeps the lowest-eval-loss restarts of every configuration and continues them from their weights
     with a fresh AdamW state and fresh data (seed + round) up to the round's cumulative step count.
     Screening rounds evaluate on `screen_eval` samples (paired across restarts); the last on config.eval_samples.
+    With `sweep_dir`, round 0 — most of the work — runs through the sweep engine (`sweep_round`).
     """
     from tmslab.training import train
 
@@ -95,23 +124,30 @@ def successive_halving(
         cfg = replace(config, restarts=alive, steps=until - done, seed=config.seed + 1009 * r,
                       eval_samples=config.eval_samples if last else screen_eval)
         if r == 0:
-            result = train(cfg, progress=progress, desc=f"halving round 0 ({alive} restarts)")
+            if sweep_dir is not None and not last:
+                eval_loss, gather = sweep_round(cfg, sweep_dir, progress)
+            else:
+                result = train(cfg, progress=progress, desc=f"halving round 0 ({alive} restarts)")
+                eval_loss, gather = result.eval_loss, lambda idx, res=result: {k: v[idx] for k, v in res.params.items()}
             lineage = [k % alive for k in range(cfg.n_instances)]
         else:
             prev_alive = plan[r - 1][0]
-            idx = select_survivors(result.eval_loss, prev_alive, alive)
-            params = {k: v[idx] for k, v in result.params.items()}
+            idx = select_survivors(eval_loss, prev_alive, alive)
+            params = gather(idx)
             lineage = [lineage[i] for i in idx]
             result = train(cfg, progress=progress, desc=f"halving round {r} ({alive} restarts)", init_params=params)
+            eval_loss, gather = result.eval_loss, lambda idx, res=result: {k: v[idx] for k, v in res.params.items()}
         done = until
         rounds.append({"restarts": alive, "until_step": until, "eval_samples": cfg.eval_samples,
-                       "origin": list(lineage), "eval_loss": [round(float(v), 8) for v in result.eval_loss]})
+                       "origin": list(lineage), "eval_loss": [round(float(v), 8) for v in eval_loss]})
     record = {"plan": [list(p) for p in plan], "screen_eval": screen_eval, "base_config": config.to_dict(),
               "rounds": rounds}
     return result, record
 
 
-def load_or_run_halving(path: Path, config: TrainConfig, plan: list[tuple[int, int]], progress: bool = False):
+def load_or_run_halving(
+    path: Path, config: TrainConfig, plan: list[tuple[int, int]], progress: bool = False, sweep: bool = False
+):
     """The saved successive-halving run at `path` if it was made from this config and plan, else run and save it."""
     try:
         run = load_run(path)
@@ -120,7 +156,8 @@ def load_or_run_halving(path: Path, config: TrainConfig, plan: list[tuple[int, i
             return run
     except RunFormatError:
         pass
-    result, record = successive_halving(config, plan, progress=progress)
+    sweep_dir = path.with_name(path.name + "-round0") if sweep else None
+    result, record = successive_halving(config, plan, progress=progress, sweep_dir=sweep_dir)
     save_run(path, result, extra_metrics={"successive_halving": record}, force=True)
     return load_run(path)
 
@@ -211,7 +248,7 @@ class Privileged(Experiment):
     def analyze(self, ctx: Context) -> Analysis:
         quick = ctx.quick
         plan = QUICK_PLAN if quick else PLAN
-        pruned = load_or_run_halving(ctx.out / "pruned", _base(quick), plan)
+        pruned = load_or_run_halving(ctx.out / "pruned", _base(quick), plan, sweep=True)
         exh = ctx.runs["exhaustive"]
         k_small = exh.config.restarts
         small_plan = _exhaustive_plan(k_small, plan)
