@@ -269,3 +269,23 @@ def test_training_matches_reference_slow(kind):
         model=kind, n_features=20, n_hidden=5, density=[1.0, 0.1, 0.02], importance_decay=0.9, restarts=2, steps=2000
     )
     _compare_with_reference(config, rel_tol=0.02)
+
+
+@pytest.mark.slow
+def test_first_run_after_install_equals_later_runs(tmp_path):
+    """A fresh numba cache (first run after an install) gives the same weights as a warm one (fastmath kernels
+    compiled in-process could round differently from cached ones; fast.ensure_cached compiles in a child)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import hashlib; from tmslab import TrainConfig, train; "
+        "r = train(TrainConfig(n_features=5, n_hidden=2, density=[1.0, 0.1], restarts=2, steps=300, seed=3, "
+        "eval_samples=256)); print(r.engine, hashlib.sha256(r.params['W'].numpy().tobytes()).hexdigest())"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
+    runs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:]
+    cold, warm = (r.stdout.split() for r in runs)
+    assert cold[0] == "fast" and cold == warm

@@ -188,7 +188,7 @@ def arrows_2d(
     if m != 2:
         raise ValueError(f"arrows_2d needs a 2-dimensional hidden space, got hidden = {m}.")
     imp = _rows(np.ones(n) if importance is None else importance, k, n, "importance")
-    rows, cols = _grid(k, ncols, default=10)
+    rows, cols = _grid(k, ncols, default=6)
     fig = make_subplots(
         rows=rows, cols=cols, subplot_titles=_titles(titles, k), horizontal_spacing=0.02, vertical_spacing=0.08
     )
@@ -252,7 +252,7 @@ def arrows_2d_mpl(
     if m != 2:
         raise ValueError(f"arrows_2d needs a 2-dimensional hidden space, got hidden = {m}.")
     imp = _rows(np.ones(n) if importance is None else importance, k, n, "importance")
-    rows, cols = _grid(k, ncols, default=10)
+    rows, cols = _grid(k, ncols, default=6)
     fig = MplFigure(figsize=(PANEL_IN * 0.8 * cols, PANEL_IN * 0.8 * rows + 0.4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
     norm = mcolors.Normalize(float(imp.min()), float(imp.max()) if imp.max() > imp.min() else float(imp.min()) + 1)

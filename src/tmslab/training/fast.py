@@ -21,7 +21,11 @@ whatever the thread count.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -49,6 +53,43 @@ _M2 = 0x94D049BB133111EB
 
 def has_numba() -> bool:
     return _nk is not None
+
+
+_WARMUP_ENV = "TMSLAB_NUMBA_WARMUP"
+_cache_checked = False
+
+
+def ensure_cached() -> None:
+    """Make this process run the kernels from numba's on-disk cache, compiling them in a child if needed.
+
+    With fastmath, a kernel compiled in the calling process can round differently from the same kernel
+    loaded from the cache (LLVM optimises the freshly linked callees together), so the first run after an
+    install would differ in the last bits from every later run. Compiling in a child and loading here keeps
+    "same config and seed → same weights" true from the very first run. Where the cache cannot be written,
+    every process compiles afresh, which is consistent too.
+    """
+    global _cache_checked
+    if _cache_checked or _nk is None or os.environ.get(_WARMUP_ENV):
+        return
+    _cache_checked = True
+    try:
+        index = Path(_nk.train_chunk._cache._cache_file._index_path)
+    except AttributeError:  # pragma: no cover - a numba without this layout: nothing to align
+        return
+    if index.exists():
+        return
+    code = "from tmslab.training.fast import warm_up; warm_up()"
+    subprocess.run([sys.executable, "-c", code], env={**os.environ, _WARMUP_ENV: "1"}, check=False,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def warm_up() -> None:
+    """Compile (and cache) the training kernels with a two-step run."""
+    from tmslab.training import build
+
+    config = TrainConfig(n_features=3, n_hidden=2, steps=2, batch_size=4, eval_samples=4)
+    model, dist, importance = build(config)
+    train_fast(model, dist, importance, config, torch.Generator().manual_seed(0))
 
 
 def supports(config: TrainConfig) -> str | None:
@@ -261,6 +302,7 @@ def train_fast(
     if _nk is None:
         _train_torch(model, distribution, importance, config, generator, hook, progress)
         return
+    ensure_cached()
     keys, thr, lrs = _setup(model, distribution, config, generator)
     import numba
 
