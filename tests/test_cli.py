@@ -1,6 +1,5 @@
 """The CLI: every bad input exits 2 with one line and writes nothing."""
 
-from pathlib import Path
 
 import pytest
 

@@ -23,6 +23,12 @@ from tmslab.config import ConfigError, TrainConfig
 app = typer.Typer(
     name="tms",
     help="Toy Models of Superposition: train toy models, measure superposition, reproduce the paper.",
+    epilog=(
+        "Examples: `tms reproduce --quick --out reproduce` (every paper experiment, checked, in "
+        "reproduce/index.html); `tms train --features 5 --hidden 2 --density 1,0.05 --importance-decay 0.9 "
+        "--restarts 8 --out runs/intro`; `tms inspect runs/intro`; `tms sweep examples/phase_n2.yaml --out "
+        "runs/phase`. Each command's --help lists its options."
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -48,7 +48,9 @@ class FeatureDistribution(ABC):
         return 2 * u - 1 if self.signed else u
 
     @abstractmethod
-    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Float[Tensor, "instances batch features"]:
+    def sample(
+        self, batch_size: int, generator: torch.Generator | None = None
+    ) -> Float[Tensor, "instances batch features"]:
         """A fresh batch."""
 
 

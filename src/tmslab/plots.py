@@ -15,9 +15,9 @@ Conventions
 
 from __future__ import annotations
 
+import io
 import math
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from plotly.colors import qualitative, sample_colorscale
 from plotly.subplots import make_subplots
 
 from tmslab import metrics
+from tmslab.io import atomic_write_bytes
 
 __all__ = [
     "POLYTOPE_FRACTIONS",
@@ -1548,21 +1549,11 @@ def figure_pair(kind: str, *args: Any, **kwargs: Any) -> tuple[go.Figure, MplFig
 
 
 def _atomic_write(path: Path, write: Callable[[Any], None], mode: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as fh:
-            write(fh)
-            fh.flush()
-            os.fchmod(fh.fileno(), 0o644)  # mkstemp creates 0600; figures are ordinary readable files
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """Render with `write` into memory, then write the file atomically."""
+    buffer = io.StringIO() if "b" not in mode else io.BytesIO()
+    write(buffer)
+    value = buffer.getvalue()
+    atomic_write_bytes(path, value.encode("utf-8") if isinstance(value, str) else value)
 
 
 def plotly_fragment(fig: go.Figure) -> str:

@@ -147,7 +147,8 @@ class AbsSweep(Experiment):
     notes = (
         "n = 100, m = 40, I = 0.8^i, densities {1, .3, .1, .03, .01, .003, .001} as in the paper, x_i ~ U[−1, 1], "
         "one model per density (the paper shows one), notebook recipe (10,000 steps; the abs model trains on the "
-        "reference loop, which the fast engine does not implement). Every measure is taken after the footnote-15 rescale (each neuron's largest |W1| weight = 1). "
+        "reference loop, which the fast engine does not implement). Every measure is taken after the footnote-15 "
+        "rescale (each neuron's largest |W1| weight = 1). "
         "Polysemantic neuron (paper-spec §3, threshold ours): ≥ 2 features with |W1_kf| > 0.1. A feature has a "
         "non-trivial weight if some neuron gives it |W1_kf| > 0.1. 'Non-decreasing with sparsity' allows a drop of "
         "up to 2 neurons (5% of 40) between neighbouring densities, as single models are noisy (the E2b convention). "

@@ -98,11 +98,15 @@ class Basic(Experiment):
 class BasicLarge(Experiment):
     name = "basic-large"
     title = "Demonstrating superposition, scaled up (n = 80, m = 20, I = 0.9^i)"
-    claim = "The scaled-up model behaves as a rescaled version of the small one: more features are learned as sparsity grows."
+    claim = (
+        "The scaled-up model behaves as a rescaled version of the small one: more features are learned as sparsity "
+        "grows."
+    )
     spec_ref = "§2.3, E2b"
     notes = (
         "The paper's sizes (n = 80, m = 20, I = 0.9^i) with the notebook's 20 densities 20^(−linspace(0,1,20)) "
-        "(1 → 0.05); best of 3 restarts per density, as for the small model. Monotonicity allows ±2 features of noise, as the checklist says."
+        "(1 → 0.05); best of 3 restarts per density, as for the small model. Monotonicity allows ±2 features of "
+        "noise, as the checklist says."
     )
 
     def runs(self, quick: bool) -> dict[str, TrainConfig]:

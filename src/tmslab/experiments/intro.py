@@ -43,7 +43,8 @@ def pentagon_checks(W: torch.Tensor, b: torch.Tensor, label: str) -> list[Check]
     norms = metrics.feature_norms(W[None])[0]
     gaps = metrics.angular_gaps(W[None])[0]
     return [
-        Check(f"{label}: learned features (‖W_i‖ > 0.5)", int((norms > 0.5).sum()), "5", int((norms > 0.5).sum()) == 5, SRC),
+        Check(f"{label}: learned features (‖W_i‖ > 0.5)", int((norms > 0.5).sum()), "5",
+              int((norms > 0.5).sum()) == 5, SRC),
         all_within(f"{label}: consecutive angular gaps (°)", gaps, 69, 75, SRC, "72° ± 3°: a regular pentagon"),
         all_within(f"{label}: ‖W_i‖", norms, 1.08, 1.2, SRC, "[R] best-of-16 gives 1.12–1.17"),
         all_within(f"{label}: b_i", b, -0.32, -0.18, SRC, "negative bias cuts off positive interference"),
@@ -96,9 +97,10 @@ class Intro(Experiment):
         "Importance 0.9^i as in the notebook; densities are the notebook's 20^(−linspace(0,1,10)) plus 0.2 and 0.1. "
         "Best of 16 restarts by evaluation loss on 100,000 fresh samples (the paper: 'fitting each model multiple "
         "times and taking the solution with the lowest loss'). As the spec notes, with 0.9^i the pentagon appears "
-        "at density ≤ 0.05 rather than the figure's 0.1. Our best-of-16 with paired evaluation finds the paper's picture at "
-        "the paper's sparsities: two antipodal pairs at density 0.2 (80% sparsity) and a pentagon at 0.1 (90%), whose "
-        "loss is ≈ 20% below the two-antipodal-pairs solution the spec's run settled in. So the checks test the paper's "
+        "at density ≤ 0.05 rather than the figure's 0.1. Our best-of-16 with paired evaluation finds the paper's "
+        "picture at the paper's sparsities: two antipodal pairs at density 0.2 (80% sparsity) and a pentagon at 0.1 "
+        "(90%), whose loss is ≈ 20% below the two-antipodal-pairs solution the spec's run settled in. So the checks "
+        "test the paper's "
         "claims at 0.2 and 0.1, the spec's norm/bias ranges at 0.05, and record the loss gap at 0.1."
     )
 
@@ -158,7 +160,8 @@ class Intro(Experiment):
         imp = run.config.config_importance(0)
         figs = [
             figure("arrows", "arrows_2d", W[best], imp, [f"density {d:g}" for d in dens],
-                   caption="Best restart per density: feature directions W_i in the hidden plane, colour = importance."),
+                   caption="Best restart per density: feature directions W_i in the hidden plane, "
+                           "colour = importance."),
             figure("uniform-restarts", "arrows_2d", Wu, None, [f"seed {r}: {lab}" for r, lab in enumerate(labels)],
                    caption="E1b: every restart at density 0.05 with uniform importance, labelled by geometry."),
         ]

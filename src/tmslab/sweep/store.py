@@ -16,14 +16,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from tmslab.config import ConfigError
-from tmslab.io import atomic_write_json, load_run, save_run
+from tmslab.io import atomic_write_json, atomic_write_parquet, load_run, save_run
 from tmslab.sweep.execute import JobOutput, job_rows
 from tmslab.sweep.plan import Job
 from tmslab.sweep.spec import SweepSpec
@@ -119,17 +118,7 @@ def write_rows(out: Path, job_id: str, rows: pd.DataFrame) -> None:
     """DIR/rows/<job>.parquet, atomically (temporary file in the same directory, fsync, rename)."""
     d = out / ROWS
     d.mkdir(exist_ok=True)
-    path = d / f"{job_id}.parquet"
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        rows.to_parquet(tmp, index=False)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_parquet(d / f"{job_id}.parquet", rows)
 
 
 def commit(out: Path, output: JobOutput) -> None:
@@ -161,15 +150,5 @@ def read_rows(out: Path, jobs: list[Job]) -> pd.DataFrame:
 
 
 def write_results(out: Path, df: pd.DataFrame) -> Path:
-    path = out / RESULTS
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{RESULTS}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        df.to_parquet(tmp, index=False)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    atomic_write_parquet(out / RESULTS, df)
+    return out / RESULTS
