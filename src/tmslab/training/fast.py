@@ -340,26 +340,18 @@ def _train_torch(
     hook: Hook | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> None:
-    """The fallback without numba: the fast engine's random stream with the reference's autograd
-    objective and torch.optim.AdamW — same data, same optimiser, results equal up to rounding."""
-    from tmslab.training.reference import objective
+    """The fallback without numba: the fast engine's random stream with the reference loop (autograd objective,
+    torch.optim.AdamW) — same data, same optimiser, results equal up to rounding."""
+    from tmslab.training.reference import train_reference
 
     keys, thr, _ = _setup(model, distribution, config, generator)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_multiplier(s, config))
-    for step in range(config.steps):
-        x = sample_torch(
+
+    def sample(step: int) -> Tensor:
+        return sample_torch(
             distribution.name, thr, keys, step, config.batch_size, distribution.set_size, distribution.signed
         )
-        opt.zero_grad(set_to_none=True)
-        loss, per_instance = objective(model, x, importance, config.hidden_l1)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if hook is not None and config.record_every and step % config.record_every == 0:
-            hook(step, model, per_instance)
-        if progress is not None and (step % 100 == 0 or step == config.steps - 1):
-            progress(step)
+
+    train_reference(model, distribution, importance, config, generator, hook, progress, sample=sample)
 
 
 __all__ = ["supports", "train_fast", "has_numba"]

@@ -63,12 +63,16 @@ def train_reference(
     generator: torch.Generator,
     hook: Hook | None = None,
     progress: Callable[[int], None] | None = None,
+    sample: Callable[[int], Tensor] | None = None,
 ) -> None:
-    """Train `model` in place with AdamW for config.steps steps of fresh batches."""
+    """Train `model` in place with AdamW for config.steps steps of fresh batches.
+
+    `sample(step)` replaces the distribution's own sampler (the fast engine's fallback uses its random stream).
+    """
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_multiplier(s, config))
     for step in range(config.steps):
-        x = distribution.sample(config.batch_size, generator)
+        x = sample(step) if sample is not None else distribution.sample(config.batch_size, generator)
         opt.zero_grad(set_to_none=True)
         loss, per_instance = objective(model, x, importance, config.hidden_l1)
         loss.backward()
