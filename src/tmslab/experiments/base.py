@@ -164,6 +164,6 @@ def figure(name: str, kind: str, *args: Any, caption: str = "", **kwargs: Any) -
     return FigureSpec(name, interactive, static, caption)
 
 
-def best_per_config(run: Run) -> list[int]:
-    """Instance index of each configuration's best restart."""
-    return run.best_indices()
+def notebook_densities(points: int) -> list[float]:
+    """The notebook's sparsity grid 20^(−linspace(0, 1, points)), 1 → 0.05, rounded to 4 digits."""
+    return [round(20 ** (-i / (points - 1)), 4) for i in range(points)]

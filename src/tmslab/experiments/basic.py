@@ -12,7 +12,17 @@ import torch
 from tmslab import metrics
 from tmslab.config import TrainConfig
 from tmslab.experiments import register
-from tmslab.experiments.base import Analysis, Check, Context, Experiment, all_within, at_least, at_most, figure
+from tmslab.experiments.base import (
+    Analysis,
+    Check,
+    Context,
+    Experiment,
+    all_within,
+    at_least,
+    at_most,
+    figure,
+    notebook_densities,
+)
 
 #: The spec's proposal for the panels of the main figure (paper-spec §2.3: the values are unverified).
 DENSITIES = [1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001]
@@ -111,7 +121,7 @@ class BasicLarge(Experiment):
 
     def runs(self, quick: bool) -> dict[str, TrainConfig]:
         n_dens = 6 if quick else 20
-        dens = [round(20 ** (-i / (n_dens - 1)), 4) for i in range(n_dens)]
+        dens = notebook_densities(n_dens)
         return {"relu": TrainConfig(n_features=80, n_hidden=20, importance_decay=0.9, density=dens,
                                     restarts=1 if quick else 3,
                                     steps=2_000 if quick else 10_000, eval_samples=10_000 if quick else 100_000)}

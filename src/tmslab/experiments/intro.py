@@ -11,12 +11,22 @@ import torch
 from tmslab import metrics
 from tmslab.config import TrainConfig
 from tmslab.experiments import register
-from tmslab.experiments.base import Analysis, Check, Context, Experiment, all_within, at_least, figure, within
+from tmslab.experiments.base import (
+    Analysis,
+    Check,
+    Context,
+    Experiment,
+    all_within,
+    at_least,
+    figure,
+    notebook_densities,
+    within,
+)
 from tmslab.io import Run
 
 #: The notebook's 10 densities, 20^(−linspace(0, 1, 10)), plus the paper figure's 80% sparsity (0.2)
 #: and the 0.1 of the spec's antipodal-pair check.
-NOTEBOOK_DENSITIES = [round(20 ** (-i / 9), 4) for i in range(10)]
+NOTEBOOK_DENSITIES = notebook_densities(10)
 DENSITIES = sorted({*NOTEBOOK_DENSITIES, 0.2, 0.1}, reverse=True)
 SRC = "§2.1, E1"
 

@@ -12,7 +12,7 @@ import torch
 from tmslab import metrics
 from tmslab.config import TrainConfig
 from tmslab.experiments import register
-from tmslab.experiments.base import Analysis, Check, Context, Experiment, at_least, figure, within
+from tmslab.experiments.base import Analysis, Check, Context, Experiment, at_least, figure, notebook_densities, within
 
 #: Named fractions of E5 (dedicated, tetrahedron, triangle, antipodal pair, pentagon, square antiprism, hexagon).
 FRACTIONS = [1, 3 / 4, 2 / 3, 1 / 2, 2 / 5, 3 / 8, 1 / 3]
@@ -60,7 +60,7 @@ class Uniform(Experiment):
 
     def runs(self, quick: bool) -> dict[str, TrainConfig]:
         n_dens = 8 if quick else 20
-        dens = [round(20 ** (-i / (n_dens - 1)), 4) for i in range(n_dens)]
+        dens = notebook_densities(n_dens)
         size = dict(n_features=60, n_hidden=6) if quick else dict(n_features=200, n_hidden=20)
         return {"uniform": TrainConfig(density=dens, steps=2_000 if quick else 10_000,
                                        eval_samples=10_000 if quick else 100_000, **size)}
