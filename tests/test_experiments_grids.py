@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from tmslab import theory as T
-from tmslab.config import TrainConfig
 from tmslab.experiments import EXPERIMENTS
 from tmslab.experiments.correlated import collapsed_pairs, partners_adjacent, set_cosines
 from tmslab.experiments.perturb import DIGON, OTHER, PENTAGON, canonicalise, crossing, geometry
@@ -23,11 +22,9 @@ from tmslab.experiments.phase import (
     boundary_points,
     classify_2x1,
     classify_3x2,
-    expected_loss,
     majority_label,
 )
 from tmslab.experiments.runner import run_experiment
-from tmslab.training import build, evaluate
 
 P2, P3 = T.Phase2x1, T.Phase3x2
 
@@ -113,33 +110,6 @@ def test_boundary_distance_matches_closed_form_boundary():
     assert d < 0.01
     d_far = boundary_distance([r0], [s0 / 10**0.3], pts)[0, 0]
     assert 0.15 < d_far <= 0.3 + 1e-9
-
-
-def test_expected_loss_matches_sampled_loss():
-    config = TrainConfig(n_features=3, n_hidden=2, density=[0.3, [0.5, 0.2, 0.8]], importance=[[1, 1, 2], [1, 0.5, 1]],
-                         restarts=2, eval_samples=400_000)
-    model, dist, imp = build(config)
-    with torch.no_grad():
-        model.b.copy_(torch.randn(model.b.shape) * 0.2)
-    sampled = evaluate(model, dist, imp, config.eval_samples).double()
-    exact = expected_loss(model.W.detach(), model.b.detach(), imp, dist.density)
-    assert torch.allclose(exact, sampled, rtol=0.01)
-
-
-def test_expected_loss_of_the_closed_form_candidates():
-    # §2.5: the antipodal pair W = [1, −1], b = 0 has loss (1 + r)s²/6; ignoring the extra feature
-    # (W = [1, 0], b_2 = s/2) has r(s/3 − s²/4).
-    s, r = 0.2, 3.0
-    imp = torch.tensor([[1.0, r]], dtype=torch.float64)
-    dens = torch.full((1, 2), s, dtype=torch.float64)
-    anti = expected_loss(torch.tensor([[[1.0, -1.0]]]), torch.zeros(1, 2), imp, dens)
-    ignore = expected_loss(torch.tensor([[[1.0, 0.0]]]), torch.tensor([[0.0, s / 2]]), imp, dens)
-    cand = T.losses_2x1(r, s)
-    assert anti.item() == pytest.approx(cand[P2.SUPERPOSITION.code].item(), rel=1e-3)
-    assert ignore.item() == pytest.approx(cand[P2.NOT_LEARNED.code].item(), rel=1e-3)
-
-
-# ---- perturb --------------------------------------------------------------------------------------------
 
 
 def test_canonicalise_is_invariant_under_rotation_and_reflection():

@@ -104,48 +104,70 @@ class Basic(Experiment):
         return Analysis(checks, figs)
 
 
+#: E2b's two setups: the paper's sizes on the main figure's panels ("a rescaled version of figure 3"),
+#: and the notebook's analogue on its 20 densities, where the checklist's "≥ 2m at density 0.05" lives.
+LARGE_SETUPS = {
+    "paper": "n = 80, m = 20, I = 0.9^i",
+    "notebook": "n = 100, m = 20, I = 100^(−i/99)",
+}
+
+
 @register
 class BasicLarge(Experiment):
     name = "basic-large"
-    title = "Demonstrating superposition, scaled up (n = 80, m = 20, I = 0.9^i)"
+    title = "Demonstrating superposition, scaled up (n = 80, m = 20, I = 0.9^i; notebook analogue n = 100)"
     claim = (
         "The scaled-up model behaves as a rescaled version of the small one: more features are learned as sparsity "
         "grows."
     )
     spec_ref = "§2.3, E2b"
     notes = (
-        "The paper's sizes (n = 80, m = 20, I = 0.9^i) with the notebook's 20 densities 20^(−linspace(0,1,20)) "
-        "(1 → 0.05); best of 3 restarts per density, as for the small model. Monotonicity allows ±2 features of "
-        "noise, as the checklist says."
+        "Two setups, as the checklist allows. The paper's (n = 80, m = 20, I = 0.9^i) on the main figure's panel "
+        "densities {1, .3, .1, .03, .01, .003, .001}, since the paper calls it a rescaled version of that figure; and "
+        "the notebook's analogue (n = 100, m = 20, I = 100^(−i/99)) on its 20 densities 20^(−linspace(0,1,20)), "
+        "1 → 0.05. Best of 3 restarts per density. Both get the checks 'non-decreasing ± 2' (the checklist's noise "
+        "allowance) and '= m at density 1'; the checklist's '≥ 2m at density 0.05' is taken on the notebook's grid, "
+        "which ends at 0.05, and on the paper's setup at its sparsest panel. Measured, not checked: with the paper's "
+        "steeper importance 0.9^i the count at density 0.05 is 37–39 (features past ≈ 38 have importance "
+        "0.9^38 ≈ 0.02); it is sharp (the next feature has ‖W_i‖ ≈ 0.16) and did not change with 30,000 steps or "
+        "without weight decay, so 2m is passed only between 0.05 and 0.03 (43–44 at 0.03)."
     )
 
     def runs(self, quick: bool) -> dict[str, TrainConfig]:
-        n_dens = 6 if quick else 20
-        dens = notebook_densities(n_dens)
-        return {"relu": TrainConfig(n_features=80, n_hidden=20, importance_decay=0.9, density=dens,
-                                    restarts=1 if quick else 3,
-                                    steps=2_000 if quick else 10_000, eval_samples=10_000 if quick else 100_000)}
+        common = dict(n_hidden=20, restarts=1 if quick else 3, steps=2_000 if quick else 10_000,
+                      eval_samples=10_000 if quick else 100_000)
+        n = 100
+        return {
+            "paper": TrainConfig(n_features=80, importance_decay=0.9, density=DENSITIES[::2] if quick else DENSITIES,
+                                 **common),
+            "notebook": TrainConfig(n_features=n, importance=[100 ** (-i / (n - 1)) for i in range(n)],
+                                    density=notebook_densities(6 if quick else 20), **common),
+        }
 
     def analyze(self, ctx: Context) -> Analysis:
-        run = ctx.runs["relu"]
-        m = run.config.n_hidden
-        dens = [float(d) for d in run.config.density]
-        W, b = run.W.double()[run.best_indices()], run.b[run.best_indices()]
-        learned = (metrics.feature_norms(W) > 0.5).sum(-1).tolist()
-        drops = [learned[i] - learned[i + 1] for i in range(len(learned) - 1)]
+        checks, figs, tables = [], [], {}
         src = "§2.3, E2b"
-        checks = [
-            Check("learned features (‖W_i‖ > 0.5) per density, dense → sparse", learned, "non-decreasing ± 2",
-                  max(drops, default=0) <= 2, src),
-            Check("learned features at density 1", learned[0], f"= m = {m}", learned[0] == m, src),
-            at_least(f"learned features at density {dens[-1]:g}", learned[-1], 2 * m, src),
-        ]
-        show = list(range(0, len(dens), max(1, len(dens) // 5)))
-        figs = [
-            figure("relu", "gram_heatmaps", W[show], b[show], [f"density {dens[i]:g}" for i in show], vline_at=m,
-                   caption="Every fourth density: WᵀW, b and feature norms (bar colour = superposition)."),
-            figure("learned", "lines", [1 / d for d in dens], {"learned features": learned}, xlabel="1/(1−S)",
-                   ylabel="features with ‖W_i‖ > 0.5", log_x=True, hlines={"m": m},
-                   caption="Number of learned features against 1/(1−S)."),
-        ]
-        return Analysis(checks, figs, {"learned": learned, "density": dens})
+        for name, label in LARGE_SETUPS.items():
+            run = ctx.runs[name]
+            m = run.config.n_hidden
+            dens = [float(d) for d in run.config.density]
+            W, b = run.W.double()[run.best_indices()], run.b[run.best_indices()]
+            learned = (metrics.feature_norms(W) > 0.5).sum(-1).tolist()
+            drops = [learned[i] - learned[i + 1] for i in range(len(learned) - 1)]
+            checks += [
+                Check(f"{label}: learned features (‖W_i‖ > 0.5) per density, dense → sparse", learned,
+                      "non-decreasing ± 2", max(drops, default=0) <= 2, src),
+                Check(f"{label}: learned features at density 1", learned[0], f"= m = {m}", learned[0] == m, src),
+                at_least(f"{label}: learned features at density {dens[-1]:g}", learned[-1], 2 * m, src),
+            ]
+            show = list(range(0, len(dens), max(1, len(dens) // 5)))
+            figs.append(figure(f"{name}-relu", "gram_heatmaps", W[show], b[show],
+                               [f"density {dens[i]:g}" for i in show], vline_at=m,
+                               caption=f"{label}: WᵀW, b and feature norms (bar colour = superposition)"
+                                       + (", every fourth density." if len(show) < len(dens) else ".")))
+            tables[name] = {"learned": learned, "density": dens}
+        figs.append(figure("learned", "lines", None,
+                           {LARGE_SETUPS[k]: ([1 / d for d in t["density"]], t["learned"]) for k, t in tables.items()},
+                           xlabel="1/(1−S)", ylabel="features with ‖W_i‖ > 0.5", log_x=True, hlines={"m": 20, "2m": 40},
+                           caption="Number of learned features against 1/(1−S), both setups."))
+        return Analysis(checks, figs, tables)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from tmslab import metrics
+from tmslab import metrics, population
 from tmslab.config import TrainConfig
 from tmslab.experiments import register
 from tmslab.experiments.base import Analysis, Check, Context, Experiment, all_within, at_least, at_most, figure
@@ -94,7 +94,11 @@ class Correlated(Experiment):
         "(feature 0 up, feature 1 on the right) and coloured by set. Finding: in the 3×2 case the pairs sit "
         "side by side around a hexagon, but each pair's features are ≈ 63–65° apart (cos 0.42–0.47, also at "
         "densities 0.01–0.05 in the collapse sweep), just wider than the regular hexagon's 60°, so the spec's "
-        "cos > 0.5 is not met; the added adjacency check records the side-by-side arrangement."
+        "cos > 0.5 is not met. This is the optimum, not a training shortfall: polishing the best fit to the "
+        "nearest critical point of the exact population loss gives a symmetric hexagon of pairs with cos 0.4475 "
+        "at density 0.05 (0.418 at 0.01, 0.431 at 0.03; from a tight-pairs start at 40° too) — a pair that is "
+        "always active together interferes every time, other pairs only when two sets co-occur, so partners "
+        "spread slightly wider than neighbours. The adjacency check records the side-by-side arrangement."
     )
     CASES = {
         "corr-2x2": ("correlated", 4, "2×2 correlated"),
@@ -115,6 +119,14 @@ class Correlated(Experiment):
         best = {name: run.best_indices()[0] for name, run in ctx.runs.items()}
         W = {name: run.W.double()[best[name]][None] for name, run in ctx.runs.items()}
         cos = {name: set_cosines(W[name], 2)[0, :, 0] for name in W}
+        # Arbiter for the spec's cos > 0.5: the exact population-loss optimum next to the best 3×2 fit.
+        run = ctx.runs["corr-3x2"]
+        k = best["corr-3x2"]
+        imp, dens = (torch.tensor([v], dtype=torch.float64)
+                     for v in (run.config.config_importance(0), run.config.config_density(0)))
+        W_opt, _, _ = population.minimise(W["corr-3x2"], run.b.double()[k][None], imp, dens, set_size=2,
+                                          points=1024 if ctx.quick else 4096)
+        exact_cos = set_cosines(W_opt, 2)[0, :, 0]
         checks = [
             all_within("2×2 correlated: |cos| within each set", cos["corr-2x2"].abs(), 0, 0.2, src,
                        "correlated features are placed orthogonally"),
@@ -122,7 +134,12 @@ class Correlated(Experiment):
                        "anticorrelated features are placed antipodally"),
             all_within("3×2 correlated: cos within each pair", cos["corr-3x2"], 0.5, 1, src,
                        "no room for orthogonal pairs: correlated features sit side by side. A regular hexagon of "
-                       "side-by-side pairs has cos = 0.5 exactly, so this threshold asks for pairs closer than 60°"),
+                       "side-by-side pairs has cos = 0.5 exactly, so this threshold asks for pairs closer than 60°; "
+                       f"the exact optimum of the population loss has cos {exact_cos.min():.4f}–{exact_cos.max():.4f} "
+                       "(next check), so no model of this setup can pass it"),
+            all_within("3×2 correlated: |trained − exact-optimum| within-pair cos", (cos["corr-3x2"] - exact_cos).abs(),
+                       0, 0.03, src, "the best fit polished to the nearest critical point of the population loss "
+                       "(tmslab.population, L-BFGS); 0.03 ≈ 2° of angle: training reaches the optimum"),
             Check("3×2 correlated: each pair's features adjacent in angular order (hexagon of pairs)",
                   bool(partners_adjacent(W["corr-3x2"])[0]), "True", bool(partners_adjacent(W["corr-3x2"])[0]), src,
                   "added (not a replacement for the cosine check): 'side by side' read as neighbours on the circle"),
@@ -147,7 +164,8 @@ class Correlated(Experiment):
                        caption="Each panel: the lowest-loss model; features of one set share a colour. Within-set "
                                f"cosines: {cos_words}.")]
         every = {name: set_cosines(run.W.double(), 2)[:, :, 0].tolist() for name, run in ctx.runs.items()}
-        return Analysis(checks, figs, json_safe({"best_set_cosines": cos, "every_restart_set_cosines": every}))
+        return Analysis(checks, figs, json_safe({"best_set_cosines": cos, "every_restart_set_cosines": every,
+                                                 "exact_optimum_set_cosines_3x2": exact_cos}))
 
 
 @register

@@ -4,13 +4,11 @@ n = 2, m = 1 (and n = 3, m = 2): the extra feature's importance r and every feat
 swept on a log grid, ten models per point. Each model is classified from its weights; the theory is
 Wattenberg's "toy model of the toy model" (closed-form losses of a few candidate solutions,
 `tmslab.theory`). Also holds the helpers the other grid experiments share: a table of every run of a
-sweep (`GridResults`), the population loss of a small model computed exactly rather than sampled
-(`expected_loss`), and the agreement score between an empirical and a theoretical diagram.
+sweep (`GridResults`) and the agreement score between an empirical and a theoretical diagram.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from tmslab import theory
 from tmslab.experiments import register
 from tmslab.experiments.base import Analysis, Check, Context, Experiment, at_least, at_most, figure
 from tmslab.io import Run, load_run
+from tmslab.population import population_loss
 
 SRC_2X1 = "§2.5, E3-empirical-2x1"
 SRC_3X2 = "§2.5, E3-empirical-3x2"
@@ -126,49 +125,6 @@ def json_safe(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         return None
     return v
-
-
-# ---- the population loss, computed rather than sampled ---------------------------------------------------
-
-
-def expected_loss(
-    W: Tensor, b: Tensor, importance: Tensor, density: Tensor, points: int = 1024, budget: int = 1 << 21
-) -> Tensor:
-    """The paper's L = E_x Σ_i I_i (x_i − ReLU(WᵀWx + b)_i)² of ReLU-output models with independent features.
-
-    Exact over which features are active (every subset A, weighted by Π_{A} s_i Π_{not A} (1 − s_i)) and a
-    midpoint rule with ≈ `points` nodes per active set over the values in [0, 1]^|A|. Sampling cannot resolve the
-    losses that separate the candidate solutions at low density (they differ only when two features are
-    active, probability s²: at s = 0.01 that is one sample in 10⁴), this can. W [K, m, n]; b, importance,
-    density [K, n]; returns [K] float64. Cost grows as 2^n: meant for n ≤ 8.
-    """
-    W, b, imp, s = (t.double() for t in (W, b, importance, density))
-    K, _, n = W.shape
-    G = W.transpose(-1, -2) @ W  # G[k, j, i]: weight of input i on output j (symmetric)
-    total = torch.zeros(K, dtype=torch.float64)
-    for size in range(n + 1):
-        q = max(2, round(points ** (1 / size))) if size else 1
-        nodes = (torch.arange(q, dtype=torch.float64) + 0.5) / q
-        grid = torch.cartesian_prod(*[nodes] * size).reshape(-1, size) if size else torch.zeros(1, 0).double()
-        subsets = list(itertools.combinations(range(n), size))
-        on = torch.zeros(len(subsets), n, dtype=torch.bool)
-        for a, active in enumerate(subsets):
-            on[a, list(active)] = True
-        prob = torch.where(on[None], s[:, None, :], 1 - s[:, None, :]).prod(-1)  # [K, subsets]
-        X = torch.zeros(len(subsets), grid.shape[0], n, dtype=torch.float64)  # every subset's nodes
-        for a in range(len(subsets)):
-            X[a][:, on[a]] = grid
-        X = X.reshape(-1, n)
-        chunk = max(1, budget // (X.shape[0] * n))  # bound the [nodes, models, n] intermediates
-        for k0 in range(0, K, chunk):
-            sl = slice(k0, k0 + chunk)
-            k = G[sl].shape[0]
-            out = (X @ G[sl].permute(1, 0, 2).reshape(n, k * n)).view(-1, k, n)  # one GEMM for the chunk
-            out.add_(b[sl]).relu_()
-            out.sub_(X[:, None, :]).square_().mul_(imp[sl])
-            err = out.sum(-1).view(len(subsets), -1, k).mean(1)  # [subsets, k]
-            total[sl] += (prob[sl] * err.T).sum(-1)
-    return total
 
 
 # ---- classifiers -------------------------------------------------------------------------------------
@@ -356,7 +312,7 @@ def _phase_analysis(
     """The shared empirical part of both diagrams: (runs, exact losses [points, restarts], tables, checks, figures)."""
     g = load_grid(ctx, name)
     P, R = g.n_points, g.restarts
-    loss = g.per_point(expected_loss(g.W, g.b, g.importance, g.density))
+    loss = g.per_point(population_loss(g.W, g.b, g.importance, g.density))
     codes = g.per_point(classify(g.W))
     dens = g.per_point(g.density)[:, 0, 0]
     ratio = g.per_point(g.importance)[:, 0, -1]

@@ -23,7 +23,7 @@ LOW32 = U64(0xFFFFFFFF)
 TWO32 = 4294967296.0
 INV32 = 1.0 / 4294967296.0
 
-KIND_RELU_OUTPUT, KIND_LINEAR, KIND_HIDDEN_RELU = 0, 1, 2
+KIND_RELU_OUTPUT, KIND_LINEAR, KIND_HIDDEN_RELU, KIND_ABS = 0, 1, 2, 3
 DIST_INDEPENDENT, DIST_CORRELATED, DIST_ANTICORRELATED, DIST_ONE_HOT = 0, 1, 2, 3
 
 _FM = {"nsz", "arcp", "contract", "reassoc"}  # no nnan/ninf: keep comparisons exact
@@ -130,7 +130,7 @@ def sample_batch(X, dist, thr, set_size, signed, key, step, buf, buf2):
 @njit(inline="always", cache=True, fastmath=_FM)
 def _encode_rows(W, X, h, k, kind):
     """h[k] = W[k] · X (one hidden row), unrolled by 4 over features."""
-    m, n = W.shape
+    n = W.shape[1]
     B = X.shape[1]
     for b in range(B):
         h[k, b] = 0.0
@@ -149,12 +149,20 @@ def _encode_rows(W, X, h, k, kind):
 
 @njit(inline="always", cache=True, fastmath=_FM)
 def _row_loss(kind, G, X, j, cij):
-    """Row j of G holds the pre-activation; replace it by dObjective/dout, return (Σ d², Σ g)."""
+    """Row j of G holds the pre-activation; replace it by dObjective/dpre, return (Σ d², Σ g)."""
     B = X.shape[1]
     zero = np.float32(0.0)
     acc = zero
     gsum = zero
-    if kind == KIND_LINEAR:
+    if kind == KIND_ABS:  # target |x|
+        for b in range(B):
+            pre = G[j, b]
+            d = max(pre, zero) - abs(X[j, b])
+            acc += d * d
+            g = cij * d if pre > 0.0 else zero
+            G[j, b] = g
+            gsum += g
+    elif kind == KIND_LINEAR:
         for b in range(B):
             d = G[j, b] - X[j, b]
             acc += d * d
@@ -175,19 +183,26 @@ def _row_loss(kind, G, X, j, cij):
 @njit(cache=True, fastmath=_FM)
 def loss_and_grad(kind, W, bias, imp, X, l1, h, G, dh, gW, gb):
     """Per-instance paper loss L of batch X[n, B] (returned), and the gradient of the training
-    objective (reference.objective for this one instance) into gW[m, n], gb[n].
+    objective (reference.objective for this one instance) into gW (W's shape), gb[n].
 
-    W[m, n], bias[n], imp[n]; scratch h[m, B], G[n, B], dh[m, B]. Every inner loop is a contiguous
+    Tied kinds: W[m, n] is both encoder and decoder. KIND_ABS (untied, h = ReLU(W1 x),
+    out = ReLU(W2 h + b), target |x|): W[2m, n] packs the encoder W1 in rows 0…m−1 and the decoder
+    transposed, W2ᵀ, in rows m…2m−1; the decoder rows are read at offset `o` (0 when tied, so both
+    gradients accumulate into the same rows).
+
+    bias[n], imp[n]; scratch h[≥m, B], G[n, B], dh[≥m, B]. Every inner loop is a contiguous
     sweep over the batch, unrolled by 4 over the contracted dimension and, where it saves loads,
     computing two output rows per sweep."""
-    m, n = W.shape
+    rows, n = W.shape
+    m = rows // 2 if kind == KIND_ABS else rows
+    o = m if kind == KIND_ABS else 0
     B = X.shape[1]
     c = np.float32(2.0 / (B * n))
     cl1 = np.float32(l1 / (B * n))
     zero = np.float32(0.0)
     for j in range(n):
         gb[j] = 0.0
-    for k in range(m):
+    for k in range(rows):
         for j in range(n):
             gW[k, j] = 0.0
     loss = 0.0
@@ -215,7 +230,7 @@ def loss_and_grad(kind, W, bias, imp, X, l1, h, G, dh, gW, gb):
         k += 2
     if k < m:
         _encode_rows(W, X, h, k, kind)
-    if kind == KIND_HIDDEN_RELU:
+    if kind == KIND_HIDDEN_RELU or kind == KIND_ABS:
         for k in range(m):
             for b in range(B):
                 h[k, b] = max(h[k, b], zero)
@@ -229,15 +244,16 @@ def loss_and_grad(kind, W, bias, imp, X, l1, h, G, dh, gW, gb):
             G[j1, b] = b1
         k = 0
         while k + 4 <= m:
-            w0, w1, w2, w3 = W[k, j], W[k + 1, j], W[k + 2, j], W[k + 3, j]
-            v0, v1, v2, v3 = W[k, j1], W[k + 1, j1], W[k + 2, j1], W[k + 3, j1]
+            ko = o + k
+            w0, w1, w2, w3 = W[ko, j], W[ko + 1, j], W[ko + 2, j], W[ko + 3, j]
+            v0, v1, v2, v3 = W[ko, j1], W[ko + 1, j1], W[ko + 2, j1], W[ko + 3, j1]
             for b in range(B):
                 h0, h1, h2, h3 = h[k, b], h[k + 1, b], h[k + 2, b], h[k + 3, b]
                 G[j, b] += w0 * h0 + w1 * h1 + w2 * h2 + w3 * h3
                 G[j1, b] += v0 * h0 + v1 * h1 + v2 * h2 + v3 * h3
             k += 4
         while k < m:
-            w0, v0 = W[k, j], W[k, j1]
+            w0, v0 = W[o + k, j], W[o + k, j1]
             for b in range(B):
                 G[j, b] += w0 * h[k, b]
                 G[j1, b] += v0 * h[k, b]
@@ -248,7 +264,7 @@ def loss_and_grad(kind, W, bias, imp, X, l1, h, G, dh, gW, gb):
         for b in range(B):
             G[j, b] = bj
         for k in range(m):
-            w0 = W[k, j]
+            w0 = W[o + k, j]
             for b in range(B):
                 G[j, b] += w0 * h[k, b]
     for j in range(n):
@@ -256,13 +272,14 @@ def loss_and_grad(kind, W, bias, imp, X, l1, h, G, dh, gW, gb):
         acc, gsum = _row_loss(kind, G, X, j, c * ij)
         loss += np.float64(ij) * np.float64(acc)
         gb[j] += gsum
-    # ---- dh = W G (unrolled over j); decoder gradient gW[k, j] += Σ_b h[k,b] G[j,b]
+    # ---- dh = W G (unrolled over j); decoder gradient gW[o+k, j] += Σ_b h[k,b] G[j,b]
     for k in range(m):
+        ko = o + k
         for b in range(B):
             dh[k, b] = 0.0
         j = 0
         while j + 4 <= n:
-            w0, w1, w2, w3 = W[k, j], W[k, j + 1], W[k, j + 2], W[k, j + 3]
+            w0, w1, w2, w3 = W[ko, j], W[ko, j + 1], W[ko, j + 2], W[ko, j + 3]
             a0 = zero
             a1 = zero
             a2 = zero
@@ -275,26 +292,26 @@ def loss_and_grad(kind, W, bias, imp, X, l1, h, G, dh, gW, gb):
                 a1 += hv * g1
                 a2 += hv * g2
                 a3 += hv * g3
-            gW[k, j] += a0
-            gW[k, j + 1] += a1
-            gW[k, j + 2] += a2
-            gW[k, j + 3] += a3
+            gW[ko, j] += a0
+            gW[ko, j + 1] += a1
+            gW[ko, j + 2] += a2
+            gW[ko, j + 3] += a3
             j += 4
         while j < n:
-            w0 = W[k, j]
+            w0 = W[ko, j]
             a0 = zero
             for b in range(B):
                 g0 = G[j, b]
                 dh[k, b] += w0 * g0
                 a0 += h[k, b] * g0
-            gW[k, j] += a0
+            gW[ko, j] += a0
             j += 1
         if l1 != 0.0:
             for b in range(B):
                 hv = h[k, b]
                 s = np.float32(1.0) if hv > 0.0 else (np.float32(-1.0) if hv < 0.0 else zero)
                 dh[k, b] += cl1 * s
-        if kind == KIND_HIDDEN_RELU:
+        if kind == KIND_HIDDEN_RELU or kind == KIND_ABS:
             for b in range(B):
                 if not h[k, b] > 0.0:
                     dh[k, b] = 0.0
@@ -366,20 +383,21 @@ def adamw(p, g, m1, m2, lr, wd, step_size, bc2_sqrt):
 @njit(parallel=True, cache=True)
 def train_chunk(kind, dist, set_size, signed, W, bias, mW, vW, mb, vb, imp, thr, keys, l1, lrs, wd, s0, s1, B, losses):
     """Steps s0 … s1−1 for every instance (parallel over instances); losses[k, s−s0] ← batch L."""
-    K, m, n = W.shape
+    K, rows, n = W.shape
+    m = rows // 2 if kind == KIND_ABS else rows  # hidden units (abs packs [W1; W2ᵀ] into W)
     for k in prange(K):
         X = np.empty((n, B), dtype=np.float32)
         h = np.empty((m, B), dtype=np.float32)
         dh = np.empty((m, B), dtype=np.float32)
         G = np.empty((n, B), dtype=np.float32)
-        gW = np.empty((m, n), dtype=np.float32)
+        gW = np.empty((rows, n), dtype=np.float32)
         gb = np.empty(n, dtype=np.float32)
         buf = np.empty(B, dtype=np.float64)
         buf2 = np.empty(B, dtype=np.float64)
-        Wk = W[k].reshape(m * n)
-        mWk = mW[k].reshape(m * n)
-        vWk = vW[k].reshape(m * n)
-        gWf = gW.reshape(m * n)
+        Wk = W[k].reshape(rows * n)
+        mWk = mW[k].reshape(rows * n)
+        vWk = vW[k].reshape(rows * n)
+        gWf = gW.reshape(rows * n)
         for s in range(s0, s1):
             sample_batch(X, dist, thr[k], set_size, signed, keys[k], s, buf, buf2)
             losses[k, s - s0] = loss_and_grad(kind, W[k], bias[k], imp[k], X, l1, h, G, dh, gW, gb)

@@ -10,7 +10,8 @@ How it is fast:
 * Fusion. With numba installed, one compiled call runs a whole chunk of steps for every instance
   (parallel over instances): sample, forward, hand-written backward, AdamW — all in cache-resident
   [features, batch] scratch rows with the batch innermost. Nothing crosses the Python boundary
-  per step except at hook/progress points.
+  per step except at hook/progress points. The untied absolute-value model's W1 and W2 travel as
+  one array [W1; W2ᵀ] per instance (`pack_weights`); AdamW is elementwise, so that changes nothing.
 * Without numba the same stream, objective and optimiser run in PyTorch (`_train_torch`); it gives
   the same results up to floating-point rounding, just slower.
 
@@ -41,7 +42,7 @@ try:  # numba is optional: without it the PyTorch path below runs the same algor
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     _nk = None
 
-KINDS = {"relu-output": 0, "linear": 1, "hidden-relu": 2}
+KINDS = {"relu-output": 0, "linear": 1, "hidden-relu": 2, "abs": 3}
 DISTS = {"independent": 0, "correlated": 1, "anticorrelated": 2, "one-hot": 3}
 #: At most this many steps per compiled call (progress is reported between calls).
 MAX_CHUNK = 250
@@ -76,8 +77,11 @@ def ensure_cached() -> None:
         index = Path(_nk.train_chunk._cache._cache_file._index_path)
     except AttributeError:  # pragma: no cover - a numba without this layout: nothing to align
         return
-    if index.exists():
-        return
+    try:
+        if index.exists() and _nk.train_chunk._cache._cache_file._load_index():
+            return  # a cache for this very source (a stale index, e.g. after an edit, loads as empty)
+    except Exception:  # pragma: no cover - unreadable index: let the child rewrite it
+        pass
     code = "from tmslab.training.fast import warm_up; warm_up()"
     subprocess.run([sys.executable, "-c", code], env={**os.environ, _WARMUP_ENV: "1"}, check=False,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -209,18 +213,42 @@ def sample_numba(
     return torch.from_numpy(out).transpose(1, 2).contiguous()
 
 
+# ---- the kernels' weight layout ------------------------------------------------------------------------
+
+
+def pack_weights(model: ToyModel) -> np.ndarray:
+    """The kernels' weight array [instances, rows, features]: W itself (tied kinds, rows = m), or for abs
+    a fresh [W1; W2ᵀ] (rows = 2m: encoder rows, then the decoder transposed)."""
+    if model.kind != "abs":
+        return model.W.detach().numpy()
+    W1 = model.W1.detach().float()
+    W2 = model.W2.detach().float()
+    return torch.cat([W1, W2.transpose(1, 2)], dim=1).contiguous().numpy()
+
+
+def unpack_weights(model: ToyModel, W: np.ndarray) -> None:
+    """Write a packed abs array back into W1 and W2 (tied kinds share storage with W: nothing to do)."""
+    if model.kind != "abs":
+        return
+    m = model.n_hidden
+    Wt = torch.from_numpy(W)
+    with torch.no_grad():
+        model.W1.copy_(Wt[:, :m])
+        model.W2.copy_(Wt[:, m:].transpose(1, 2))
+
+
 # ---- loss and gradient for a given batch (used by the tests) ----------------------------------------
 
 
 def loss_and_grads(
     model: ToyModel, x: Tensor, importance: Tensor, hidden_l1: float = 0.0
-) -> tuple[Tensor, Tensor, Tensor]:
-    """(per-instance L [instances], dW, db) of reference.objective at batch x [instances, B, n],
-    computed by the compiled kernel (numba) — the tests compare them with autograd."""
-    W = model.W.detach().float().numpy()
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """(per-instance L [instances], gradients keyed as model.named_parameters) of reference.objective at
+    batch x [instances, B, n], computed by the compiled kernel (numba) — the tests compare them with autograd."""
+    W = np.array(pack_weights(model), dtype=np.float32)
     bias = model.b.detach().float().numpy()
     imp = importance.detach().float().contiguous().numpy()
-    K, m, n = W.shape
+    K, m, n = model.n_instances, model.n_hidden, model.n_features
     B = x.shape[1]
     X = x.detach().float().transpose(1, 2).contiguous().numpy()
     gW = np.empty_like(W)
@@ -231,7 +259,9 @@ def loss_and_grads(
         loss[k] = _nk.loss_and_grad(
             KINDS[model.kind], W[k], bias[k], imp[k], X[k], float(hidden_l1), h, G, dh, gW[k], gb[k]
         )
-    return torch.from_numpy(loss).float(), torch.from_numpy(gW), torch.from_numpy(gb)
+    g = torch.from_numpy(gW)
+    grads = {"W1": g[:, :m], "W2": g[:, m:].transpose(1, 2).contiguous()} if model.kind == "abs" else {"W": g}
+    return torch.from_numpy(loss).float(), {**grads, "b": torch.from_numpy(gb)}
 
 
 def adamw_step_numba(
@@ -313,7 +343,7 @@ def train_fast(
         for p in model.parameters():
             if p.dtype != torch.float32 or not p.is_contiguous():
                 raise ValueError("the fast engine needs contiguous float32 parameters")
-        W = model.W.detach().numpy()
+        W = pack_weights(model)  # tied kinds: the model's own W; abs: a packed copy, unpacked at every hook
         bias = model.b.detach().numpy()
         state = [np.zeros_like(W), np.zeros_like(W), np.zeros_like(bias), np.zeros_like(bias)]
         imp = np.ascontiguousarray(importance.detach().float().expand(K, n).numpy())
@@ -326,9 +356,11 @@ def train_fast(
             )  # fmt: skip
             last = s1 - 1
             if hook is not None and config.record_every and last % config.record_every == 0:
+                unpack_weights(model, W)
                 hook(last, model, torch.from_numpy(losses[:, -1]).float())
             if progress is not None:
                 progress(last)
+        unpack_weights(model, W)
 
 
 def _train_torch(
