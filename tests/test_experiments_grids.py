@@ -145,6 +145,18 @@ def test_crossing_interpolates_in_log_x():
     assert math.isnan(crossing(x, b, a))
 
 
+@pytest.mark.slow
+def test_exact_pentagon_digon_crossing_depends_on_the_base_density():
+    # The finding behind perturb's choice of base density (§2.6.4(i)): the exact optima cross near the
+    # paper's ~1/2.5 at base density 0.1 and near 1/3.7 at the spec's 0.05.
+    from tmslab.experiments.perturb import exact_optimum_curves
+
+    rel = np.array([0.2, 0.25, 0.315, 0.4, 0.5])
+    for base, lo, hi in ((0.1, 0.38, 0.46), (0.05, 0.24, 0.30)):
+        pent, dig = exact_optimum_curves(rel, base, points=512)
+        assert lo <= crossing(rel, pent, dig) <= hi, base
+
+
 # ---- correlated -----------------------------------------------------------------------------------------
 
 

@@ -119,6 +119,16 @@ def test_pair_neurons_on_the_exact_solution():
     assert pair_neurons(W1) == [{"plus": [i], "minus": [i + 3]} for i in range(3)]
 
 
+def test_duplicate_neurons_counts_copies_of_a_feature_and_sign():
+    from tmslab.experiments.absval import duplicate_neurons
+
+    e = torch.eye(3)
+    # +x0 twice (one a half-size copy), −x0 once, +x1 once, and a dead neuron
+    W1 = torch.stack([e[0], 0.5 * e[0], -e[0], e[1], torch.zeros(3)])
+    assert duplicate_neurons(W1[None]) == [1]
+    assert duplicate_neurons(torch.cat([e, -e])[None]) == [0]
+
+
 # ---- geometry, adversarial, compression ---------------------------------------------------------------------
 
 
