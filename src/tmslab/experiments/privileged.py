@@ -295,8 +295,8 @@ class Privileged(Experiment):
         # better here and only unfound, or is the found solution better?
         contrast = {}
         for c, (d, s) in enumerate(zip(dens, S, strict=True)):
-            pair_code = next((j for j in range(c + 1, len(dens)) if S[j]["neurons_per_learned_feature"] == [2] * 10),
-                             None)
+            pair_code = next((j for j in range(c + 1, len(dens))
+                              if S[j]["neurons_per_learned_feature"] == [2] * W.shape[-1]), None)
             if d <= 0.04:
                 npf = s["neurons_per_learned_feature"]
                 ok = bool(npf) and all(v == 2 for v in npf)
