@@ -26,7 +26,7 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 from jaxtyping import Float, Int
-from matplotlib import cm
+from matplotlib import cm, ticker
 from matplotlib import colors as mcolors
 from matplotlib.figure import Figure as MplFigure
 from matplotlib.patches import Patch
@@ -1029,16 +1029,21 @@ def lines_mpl(
     for label, v in (vlines or {}).items():
         ax.axvline(v, color="#777", ls=":", lw=1)
         ax.annotate(label, xy=(v, 1.0), xycoords=("data", "axes fraction"), ha="left", va="top", fontsize=7)
-    if log_x:
-        ax.set_xscale("log")
-    if log_y:
-        ax.set_yscale("log")
+    for on, axis, scale in ((log_x, ax.xaxis, ax.set_xscale), (log_y, ax.yaxis, ax.set_yscale)):
+        if on:
+            scale("log")
+            lo, hi = axis.get_view_interval()
+            if lo > 0 and hi / lo > 20:  # beyond ~1.3 decades matplotlib's labelled minor ticks collide
+                axis.set_minor_formatter(ticker.NullFormatter())
+                if hi / lo <= 1000:  # a few decades: label 1, 2, 5 × 10^k in plain numbers
+                    axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+                    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if series:
         ax.legend(fontsize=7)
     if title:
-        ax.set_title(title)
+        ax.set_title(title, fontsize=10)
     return fig
 
 
