@@ -382,6 +382,54 @@ def attack_directions(W: Float[Tensor, "instances hidden features"]) -> Float[Te
 
 
 @dataclass(frozen=True)
+class AttackLosses:
+    """One model's losses (paper loss Σ_i I_i (x_i − x'_i)², batch mean) under each analytic attack."""
+
+    clean: float
+    per_attack: Float[Tensor, " attacks"]
+    """Attack i (on feature i) applied to every input."""
+    per_sample_worst: float
+    """Each input under the attack that harms it most: an adversarial example per input."""
+
+
+def attack_losses(
+    W: Float[Tensor, "hidden features"],
+    b: Float[Tensor, " features"],
+    x: Float[Tensor, "batch features"],
+    radius: float,
+    importance: Float[Tensor, " features"] | None = None,
+    model: Literal["relu-output", "linear"] = "relu-output",
+    chunk: int = 2048,
+    block: int = 32,
+) -> AttackLosses:
+    """Clean and attacked losses of one model for every attack x → x + λ·u_i (§2.8); the target stays x.
+
+    The model is linear before its output nonlinearity, so attacked pre-activations are the clean ones plus a
+    per-attack shift λ·u_i WᵀW: one broadcast add per (attack, input), no matrix product. Chunked over inputs
+    and attacks so that memory stays bounded for any n and batch."""
+    W, b, x = _f64(W), _f64(b), _f64(x)
+    imp = torch.ones_like(b) if importance is None else _f64(importance)
+    G = gram(W[None])[0]
+    shift = radius * attack_directions(W[None])[0] @ G  # [attacks, features]; G is symmetric
+    act = (lambda t: t) if model == "linear" else torch.relu
+    clean = torch.zeros((), dtype=torch.float64)
+    worst = torch.zeros((), dtype=torch.float64)
+    per_attack = torch.zeros(shift.shape[0], dtype=torch.float64)
+    for s in range(0, x.shape[0], chunk):
+        xc = x[s : s + chunk]
+        pre = xc @ G + b  # row-vector x @ G = (Gx)ᵀ
+        clean += (imp * (xc - act(pre)) ** 2).sum()
+        most = torch.full((xc.shape[0],), -torch.inf, dtype=torch.float64)
+        for a in range(0, shift.shape[0], block):
+            err = (imp * (xc - act(pre + shift[a : a + block, None])) ** 2).sum(-1)  # [block, chunk]
+            most = torch.maximum(most, err.max(0).values)
+            per_attack[a : a + block] += err.sum(-1)
+        worst += most.sum()
+    N = x.shape[0]
+    return AttackLosses(float(clean / N), per_attack / N, float(worst / N))
+
+
+@dataclass(frozen=True)
 class AttackResult:
     """Clean and worst-case attacked loss per instance (paper loss: Σ_i I_i (x_i − x'_i)², batch mean)."""
 
@@ -402,11 +450,11 @@ def adversarial_losses(
     radius_fraction: float = 0.1,
     model: Literal["relu-output", "linear"] = "relu-output",
 ) -> AttackResult:
-    """Clean loss and the loss under the most harmful analytic attack x → x + λ·u_i (§2.8).
+    """Clean loss and the loss under the most harmful analytic attack x → x + λ·u_i (§2.8), per instance.
 
     λ = radius_fraction × mean ‖x‖ over the batch (the paper's 0.1), unless `radius` is given. The target
     stays the clean x, so an unperturbed dedicated model loses exactly λ² per attack. The attacked
-    feature is chosen per instance to maximise the batch-mean loss.
+    feature is chosen per instance to maximise the batch-mean loss (`attack_losses`).
     """
     W, b, x = _f64(W), _f64(b), _f64(x)
     imp = torch.ones_like(b) if importance is None else _f64(importance).expand_as(b)
@@ -414,16 +462,10 @@ def adversarial_losses(
         lam = radius_fraction * x.norm(dim=-1).mean(-1)
     else:
         lam = torch.as_tensor(radius, dtype=torch.float64).expand(W.shape[0]).clone()
-    G = gram(W)
-
-    def loss(inp: Tensor) -> Tensor:  # inp [instances, attacks, batch, features] -> [instances, attacks]
-        pre = inp @ G[:, None] + b[:, None, None, :]  # G is symmetric, so row-vector x @ G = (Gx)ᵀ
-        out = pre if model == "linear" else torch.relu(pre)
-        return (imp[:, None, None, :] * (x[:, None] - out) ** 2).sum(-1).mean(-1)
-
-    delta = lam[:, None, None] * attack_directions(W)  # [instances, attacks, features]
-    worst = loss(x[:, None] + delta[:, :, None, :]).max(-1)
-    return AttackResult(loss(x[:, None])[:, 0], worst.values, worst.indices, lam)
+    each = [attack_losses(W[k], b[k], x[k], float(lam[k]), imp[k], model) for k in range(W.shape[0])]
+    attacked = torch.stack([r.per_attack.max() for r in each])
+    feature = torch.stack([r.per_attack.argmax() for r in each])
+    return AttackResult(torch.tensor([r.clean for r in each], dtype=torch.float64), attacked, feature, lam)
 
 
 def vulnerability(

@@ -39,36 +39,14 @@ def spearman(a: list[float] | Tensor, b: list[float] | Tensor) -> float:
     return float((ra * rb).sum() / (ra.norm() * rb.norm()))
 
 
-def attack_losses(W: Tensor, b: Tensor, x: Tensor, lam: float, chunk: int = 2048, block: int = 32) -> dict[str, float]:
-    """Clean and attacked loss of one ReLU-output model W [m, n], b [n] on inputs x [N, n].
-
-    Attack i adds λ·(WᵀW)_i/‖(WᵀW)_i‖ (metrics.attack_directions); the target stays the clean x. Losses are
-    the paper's L (sum over features, mean over the batch), importance 1. Returns 'clean'; 'per_sample', the
-    mean over samples of each sample's worst attack (an adversarial example per input); 'fixed', the worst
-    single attack applied to every sample; and 'fixed_feature', that attack's feature. The model is linear
-    before its ReLU, so attacked pre-activations are the clean ones plus a per-attack shift δ_i·WᵀW: one
-    broadcast add per (attack, sample), no matrix product. Chunked over samples and attacks.
-    """
-    W, b, x = W.double(), b.double(), x.double()
-    G = metrics.gram(W[None])[0]
-    shift = lam * metrics.attack_directions(W[None])[0] @ G  # [attacks, n]
-    A = shift.shape[0]
-    clean = torch.zeros((), dtype=torch.float64)
-    per_sample = torch.zeros((), dtype=torch.float64)
-    fixed = torch.zeros(A, dtype=torch.float64)
-    for s in range(0, x.shape[0], chunk):
-        xc = x[s : s + chunk]
-        pre = xc @ G + b  # [chunk, n]
-        clean += ((xc - torch.relu(pre)) ** 2).sum()
-        worst = torch.full((xc.shape[0],), -torch.inf, dtype=torch.float64)
-        for a in range(0, A, block):
-            err = ((xc - torch.relu(pre + shift[a : a + block, None])) ** 2).sum(-1)  # [block, chunk]
-            worst = torch.maximum(worst, err.max(0).values)
-            fixed[a : a + block] += err.sum(-1)
-        per_sample += worst.sum()
-    N = x.shape[0]
-    return {"clean": float(clean / N), "per_sample": float(per_sample / N), "fixed": float(fixed.max() / N),
-            "fixed_feature": int(fixed.argmax())}
+def attack_losses(W: Tensor, b: Tensor, x: Tensor, lam: float, chunk: int = 2048) -> dict[str, float]:
+    """Clean and attacked loss of one ReLU-output model W [m, n], b [n] on inputs x [N, n], importance 1
+    (metrics.attack_losses): 'clean'; 'per_sample', the mean over inputs of each input's worst attack (our
+    reading of 'apply the one that most harms performance'); 'fixed', the worst single attack applied to
+    every input, and 'fixed_feature', that attack's feature."""
+    a = metrics.attack_losses(W, b, x, lam, chunk=chunk)
+    return {"clean": a.clean, "per_sample": a.per_sample_worst, "fixed": float(a.per_attack.max()),
+            "fixed_feature": int(a.per_attack.argmax())}
 
 
 def reference_model(n: int, m: int, density: float) -> tuple[Tensor, Tensor]:
