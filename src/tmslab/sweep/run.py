@@ -11,6 +11,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from tmslab.config import ConfigError
+from tmslab.io import check_out_dir
 from tmslab.sweep import store
 from tmslab.sweep.backends import run_local, run_ray, thread_split
 from tmslab.sweep.execute import JobOutput
@@ -70,7 +71,7 @@ def run_sweep(
         raise ConfigError(f"workers must be >= 1, got {workers}.")
     if max_retries < 0:
         raise ConfigError(f"max_retries must be >= 0, got {max_retries}.")
-    store.check_dir(out)
+    check_out_dir(out, force=True)  # a sweep directory may hold earlier results: the spec digest decides
     digest = store.plan_digest(spec, jobs)
     fresh = store.check_resume(out, spec, digest, force)
     mine = select_shard(jobs, shard)

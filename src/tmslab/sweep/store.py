@@ -14,7 +14,6 @@ temporary files (removed, the job re-runs). results.parquet is derived, never th
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -37,16 +36,6 @@ def plan_digest(spec: SweepSpec, jobs: list[Job]) -> str:
 
     text = json.dumps([spec.to_dict(), [j.config for j in jobs]], sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def check_dir(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is an existing file; give a directory path.")
-    parent = out.resolve().parent
-    if not parent.exists():
-        raise ConfigError(f"the parent directory of --out ({parent}) does not exist.")
-    if not os.access(parent, os.W_OK):
-        raise ConfigError(f"cannot write to {parent} (no permission).")
 
 
 def existing_digest(out: Path, force: bool = False) -> tuple[dict[str, Any] | None, str | None]:
