@@ -15,6 +15,7 @@ Cost grows as 2^(n / set_size): meant for n ≤ 8.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from functools import lru_cache
 
 import torch
@@ -114,3 +115,20 @@ def minimise(
     W, b = torch.cat([w for w, _ in polished]), torch.cat([c for _, c in polished])
     with torch.no_grad():
         return W, b, population_loss(W, b, importance, density, set_size, points)
+
+
+def minimise_one(
+    W: Float[Tensor, "hidden features"],
+    b: Float[Tensor, " features"],
+    importance: Sequence[float] | Tensor,
+    density: Sequence[float] | Tensor,
+    set_size: int = 1,
+    points: int = 1024,
+) -> tuple[Tensor, Tensor, float]:
+    """`minimise` for one model without the instances dimension (importance and density per feature)."""
+
+    def row(v: Sequence[float] | Tensor) -> Tensor:
+        return torch.as_tensor(v, dtype=torch.float64).reshape(1, -1)
+
+    W_opt, b_opt, loss = minimise(W[None], b[None], row(importance), row(density), set_size, points)
+    return W_opt[0], b_opt[0], float(loss[0])

@@ -55,9 +55,8 @@ def norm_bias_gap(W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def optimum_gap(W: torch.Tensor, b: torch.Tensor, importance: list[float], density: list[float]) -> torch.Tensor:
     """norm_bias_gap at the nearest critical point of the exact population loss (tmslab.population)."""
-    imp, dens = (torch.tensor([v], dtype=torch.float64) for v in (importance, density))
-    W_opt, b_opt, _ = population.minimise(W[None], b[None], imp, dens, points=4096)
-    return norm_bias_gap(W_opt[0], b_opt[0])
+    W_opt, b_opt, _ = population.minimise_one(W, b, importance, density, points=4096)
+    return norm_bias_gap(W_opt, b_opt)
 
 
 def pentagon_checks(W: torch.Tensor, b: torch.Tensor, label: str, optimum: torch.Tensor) -> list[Check]:
