@@ -8,6 +8,7 @@ directories — so every number in the report can be recomputed from the saved w
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from tmslab.config import TrainConfig
-from tmslab.io import Run
+from tmslab.io import Run, RunFormatError, load_run, save_run
 
 
 @dataclass
@@ -167,3 +168,19 @@ def figure(name: str, kind: str, *args: Any, caption: str = "", **kwargs: Any) -
 def notebook_densities(points: int) -> list[float]:
     """The notebook's sparsity grid 20^(−linspace(0, 1, points)), 1 → 0.05, rounded to 4 digits."""
     return [round(20 ** (-i / (points - 1)), 4) for i in range(points)]
+
+
+def load_or_make(path: Path, label: str, key: dict[str, Any], make: Callable[[], tuple[Any, dict[str, Any]]]) -> Run:
+    """A derived run (trained in stages inside an analysis) saved at `path`: the saved one if its metrics record
+    `label` holds `key` (JSON values: what it was made from), else `make()` → (TrainResult, record), saved with
+    the record and `key` under `label`, and loaded back — so `tms reproduce` resumes it like any run."""
+    try:
+        run = load_run(path)
+        rec = run.metrics.get(label, {})
+        if all(rec.get(k) == v for k, v in key.items()):
+            return run
+    except RunFormatError:
+        pass
+    result, record = make()
+    save_run(path, result, extra_metrics={label: {**record, **key}}, force=True)
+    return load_run(path)

@@ -26,8 +26,8 @@ from torch import Tensor
 from tmslab import metrics
 from tmslab.config import TrainConfig
 from tmslab.experiments import register
-from tmslab.experiments.base import Analysis, Check, Context, Experiment, at_least, figure
-from tmslab.io import RunFormatError, load_run, save_run
+from tmslab.experiments.base import Analysis, Check, Context, Experiment, at_least, figure, load_or_make
+from tmslab.io import load_run
 
 SRC = "§2.9, E14"
 DENSITIES = [1.0, 0.5, 0.3, 0.2, 0.15, 0.12, 0.08, 0.05, 0.04, 0.03, 0.02]
@@ -149,17 +149,10 @@ def load_or_run_halving(
     path: Path, config: TrainConfig, plan: list[tuple[int, int]], progress: bool = False, sweep: bool = False
 ):
     """The saved successive-halving run at `path` if it was made from this config and plan, else run and save it."""
-    try:
-        run = load_run(path)
-        rec = run.metrics.get("successive_halving", {})
-        if rec.get("base_config") == config.to_dict() and rec.get("plan") == [list(p) for p in plan]:
-            return run
-    except RunFormatError:
-        pass
     sweep_dir = path.with_name(path.name + "-round0") if sweep else None
-    result, record = successive_halving(config, plan, progress=progress, sweep_dir=sweep_dir)
-    save_run(path, result, extra_metrics={"successive_halving": record}, force=True)
-    return load_run(path)
+    key = {"base_config": config.to_dict(), "plan": [list(p) for p in plan]}
+    return load_or_make(path, "successive_halving", key,
+                        lambda: successive_halving(config, plan, progress=progress, sweep_dir=sweep_dir))
 
 
 # ---- structure of a privileged-basis model ----------------------------------------------------------------

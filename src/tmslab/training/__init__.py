@@ -120,6 +120,14 @@ def evaluate(
     return (total / n_samples).float()
 
 
+def evaluate_params(config: TrainConfig, params: dict[str, Tensor]) -> Tensor:
+    """`evaluate` for saved weights (on-disk names, config's instance layout): the same samples as the eval_loss
+    a run of `config` records, so losses of weights from different runs of one config are paired."""
+    model, dist, importance = build(config)
+    model.load_state_dict({k: v.detach().float() for k, v in params.items()})
+    return evaluate(model, dist, importance, config.eval_samples, restarts=config.restarts)
+
+
 def best_restarts(eval_loss: Tensor, restarts: int) -> Tensor:
     """Boolean mask marking the lowest-loss restart of every configuration."""
     grouped = eval_loss.view(-1, restarts)
