@@ -92,6 +92,14 @@ def test_successive_halving_follows_lineage(make_config):
     assert r2["origin"][0] in r1["origin"][:2] and r2["until_step"] == 60
 
 
+def test_largest_secondary_weight_is_relative_to_its_neuron():
+    from tmslab.experiments.privileged import _largest_secondary
+
+    W = torch.tensor([[2.0, 0.1, 0.0], [0.0, -1.0, 0.3], [0.0, 0.0, 5.0]])  # second weights 0.05, 0.3, 0
+    k, f, rel = _largest_secondary(W)
+    assert (k, f) == (1, 2) and rel == pytest.approx(0.3)
+
+
 # ---- abs model -------------------------------------------------------------------------------------------------
 
 

@@ -176,6 +176,16 @@ def structure(W: Tensor) -> dict[str, Any]:
     }
 
 
+def _largest_secondary(W: Tensor) -> tuple[int, int, float]:
+    """(neuron, feature, |W_kf| / the neuron's largest |weight|) of the largest second-largest weight of any neuron
+    in W [neurons, features] — how close the model is to the §3 polysemanticity threshold."""
+    A = W.double().abs()
+    A = A / A.amax(-1, keepdim=True).clamp_min(1e-12)
+    second = A.topk(2, dim=-1)
+    k = int(second.values[:, 1].argmax())
+    return k, int(second.indices[k, 1]), float(second.values[k, 1])
+
+
 def signature(W: Tensor) -> str:
     """A neuron-permutation-invariant label of a model's structure, for comparing restarts."""
     s = structure(W)
@@ -278,13 +288,16 @@ class Privileged(Experiment):
         checks: list[Check] = []
 
         # Dense: five monosemantic neurons, one for each of the five most important features.
-        for d, s in zip(dens, S, strict=True):
+        for c, (d, s) in enumerate(zip(dens, S, strict=True)):
             if d >= 0.5:
                 ok = s["monosemantic"] == 5 and s["mono_top_features"] == [0, 1, 2, 3, 4]
+                k, f, rel = _largest_secondary(W[best[c]])
                 checks.append(Check(f"density {d:g}: monosemantic neurons and their features",
                                     f"{s['monosemantic']} mono; features {s['mono_top_features']}",
                                     "5 mono; features [0, 1, 2, 3, 4]", ok, SRC,
-                                    f"monosemantic = one feature above {NEURON_REL} × the neuron's largest |weight|"))
+                                    f"monosemantic = one feature above {NEURON_REL} × the neuron's largest |weight|; "
+                                    f"the largest second weight is {rel:.3f} × (neuron {k}, feature {f}, whose "
+                                    f"‖W_f‖ = {float(W[best[c]][:, f].norm()):.2f})"))
         # Sparse: every learned feature on exactly two neurons. Where the best model is not that code, the
         # nearest sparser density's all-pairs winner is trained on at this density beside it: is the code
         # better here and only unfound, or is the found solution better?
