@@ -11,17 +11,20 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
 from tmslab.config import TrainConfig
 from tmslab.io import Run, RunFormatError, load_run, save_run
 
+CheckKind = Literal["claim", "sanity"]
+CheckStatus = Literal["pass", "fail", "superseded", "not evaluated"]
+
 
 @dataclass
 class Check:
-    """One quantitative acceptance check (paper-spec §7)."""
+    """One quantitative acceptance check (paper-spec §7; kinds per §7.1 D9)."""
 
     name: str
     """What is checked, in a few words."""
@@ -35,6 +38,22 @@ class Check:
     """Where the expectation comes from: paper-spec section and checklist id."""
     note: str = ""
     """Why the tolerance is what it is, or what was chosen where the spec is silent."""
+    kind: CheckKind = "claim"
+    """claim: a paper claim measured on trained weights (counted as reproduced); sanity: a theorem, closed
+    form or implementation invariant (listed separately)."""
+    status: CheckStatus | None = None
+    """None: pass / fail from `passed`. superseded: a row kept at the setting the spec first named, with its
+    evidence in `reason`; not evaluated: with the reason (e.g. needs full fidelity)."""
+    reason: str = ""
+    """Evidence for a superseded row (decision id, exact optimum) or why a check was not evaluated."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("claim", "sanity"):
+            raise ValueError(f"check kind must be claim or sanity, got {self.kind!r}.")
+        if self.status is None:
+            self.status = "pass" if self.passed else "fail"
+        elif self.status not in ("pass", "fail", "superseded", "not evaluated"):
+            raise ValueError(f"check status must be pass, fail, superseded or not evaluated, got {self.status!r}.")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,6 +61,9 @@ class Check:
             "measured": _jsonable(self.measured),
             "expected": self.expected,
             "passed": bool(self.passed),
+            "kind": self.kind,
+            "status": self.status,
+            "reason": self.reason,
             "source": self.source,
             "note": self.note,
         }
@@ -57,24 +79,28 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-def within(name: str, value: float, lo: float, hi: float, source: str, note: str = "") -> Check:
+def within(
+    name: str, value: float, lo: float, hi: float, source: str, note: str = "", kind: CheckKind = "claim"
+) -> Check:
     """A check that lo ≤ value ≤ hi."""
     ok = math.isfinite(value) and lo <= value <= hi
-    return Check(name, float(value), f"[{lo:g}, {hi:g}]", ok, source, note)
+    return Check(name, float(value), f"[{lo:g}, {hi:g}]", ok, source, note, kind)
 
 
-def at_least(name: str, value: float, lo: float, source: str, note: str = "") -> Check:
-    return Check(name, value, f"≥ {lo:g}", value >= lo, source, note)
+def at_least(name: str, value: float, lo: float, source: str, note: str = "", kind: CheckKind = "claim") -> Check:
+    return Check(name, value, f"≥ {lo:g}", value >= lo, source, note, kind)
 
 
-def at_most(name: str, value: float, hi: float, source: str, note: str = "") -> Check:
-    return Check(name, value, f"≤ {hi:g}", value <= hi, source, note)
+def at_most(name: str, value: float, hi: float, source: str, note: str = "", kind: CheckKind = "claim") -> Check:
+    return Check(name, value, f"≤ {hi:g}", value <= hi, source, note, kind)
 
 
-def all_within(name: str, values: Any, lo: float, hi: float, source: str, note: str = "") -> Check:
+def all_within(
+    name: str, values: Any, lo: float, hi: float, source: str, note: str = "", kind: CheckKind = "claim"
+) -> Check:
     vals = [float(v) for v in values]
     ok = bool(vals) and all(lo <= v <= hi for v in vals)
-    return Check(name, [round(v, 4) for v in vals], f"all in [{lo:g}, {hi:g}]", ok, source, note)
+    return Check(name, [round(v, 4) for v in vals], f"all in [{lo:g}, {hi:g}]", ok, source, note, kind)
 
 
 @dataclass
