@@ -245,3 +245,95 @@ def test_bad_shapes_raise_clear_errors() -> None:
         P.phase_diagram([1, 2], [1, 2, 3], np.zeros((2, 2)), None, ["a"])
     with pytest.raises(ValueError, match="kind must be one of"):
         P.figure_pair("nope")
+
+
+# ---- the package: one preparation per pair, both renderers drawing the same numbers --------------------
+
+
+def test_kinds_come_from_the_families_with_their_signatures() -> None:
+    import inspect
+
+    from tmslab.plots import _common, charts, dynamics, geometry, neurons, phase
+
+    families = (geometry, phase, charts, neurons, dynamics)
+    assert set(P.KINDS) == set(_common.REGISTRY)
+    for kind in P.KINDS:
+        interactive, static = getattr(P, kind), getattr(P, kind + "_mpl")
+        assert interactive.__name__ == kind and static.__name__ == kind + "_mpl"
+        assert sum(getattr(f, kind, None) is interactive for f in families) == 1  # defined in exactly one family
+        prepared = inspect.signature(_common.REGISTRY[kind].prepare).parameters
+        assert inspect.signature(interactive).parameters == prepared == inspect.signature(static).parameters
+        assert interactive.__doc__ and static.__doc__
+    with pytest.raises(ValueError, match="registered twice"):
+        _common.figure_kind("lines", lambda: None, go.Figure, MplFigure)
+
+
+def test_figure_pair_prepares_the_data_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from tmslab.plots import _common
+
+    kind = _common.REGISTRY["feature_geometry_graph"]
+    calls = []
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return kind.prepare(*args, **kwargs)
+
+    monkeypatch.setitem(_common.REGISTRY, kind.name, dataclasses.replace(kind, prepare=counting))
+    fig, fig_mpl = P.figure_pair("feature_geometry_graph", RNG.normal(size=(2, 3, 6)), layout="spring")
+    assert len(calls) == 1 and len(fig_mpl.axes) == 2 + 1  # two panels and the D_i colour bar
+
+
+def test_both_versions_draw_the_same_numbers() -> None:
+    # geometry: the jittered per-feature D_i dots and the D* curve
+    dens, dstar, d_i = np.geomspace(1, 0.05, 6), RNG.random(6), RNG.random((6, 4))
+    fig, fig_mpl = P.figure_pair("dimensions_per_feature", dens, dstar, d_i, seed=3)
+    ax = fig_mpl.axes[0]
+    np.testing.assert_allclose(ax.collections[0].get_offsets(), np.stack([fig.data[0].x, fig.data[0].y], 1))
+    np.testing.assert_allclose(ax.lines[-1].get_ydata(), fig.data[1].y)
+    # phase: the outcome grids
+    r, s, emp, theo, labels = phase_inputs()
+    fig, fig_mpl = P.figure_pair("phase_diagram", r, s, emp, theo, labels)
+    z_plotly = [np.asarray(t.z) for t in fig.data if isinstance(t, go.Heatmap)]
+    z_mpl = [np.asarray(c.get_array()).reshape(len(s), len(r)) for ax in fig_mpl.axes for c in ax.collections]
+    assert len(z_plotly) == len(z_mpl) == 2
+    for a, b in zip(z_plotly, z_mpl, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # lines and heatmaps: each series, and Z
+    fig, fig_mpl = P.figure_pair("lines", None, {"a": ([1, 2, 3], [3.0, 1, 2]), "b": ([1, 4], [0.5, 0.7])})
+    for t, line in zip(fig.data, fig_mpl.axes[0].lines, strict=True):
+        np.testing.assert_allclose(line.get_xydata(), np.stack([t.x, t.y], 1))
+    Z = RNG.normal(size=(3, 4))
+    fig, fig_mpl = P.figure_pair("heatmap2d", np.arange(1, 5), np.arange(1, 4), Z, diverging=True)
+    (mesh,) = fig_mpl.axes[0].collections
+    np.testing.assert_allclose(np.asarray(mesh.get_array()).reshape(3, 4), fig.data[0].z)
+    assert mesh.get_clim() == (fig.data[0].zmin, fig.data[0].zmax)
+    # neurons: each model's matrix, and the stacked heights per neuron and feature (in display order)
+    W = RNG.normal(size=(2, 5, 3))
+    fig, fig_mpl = P.figure_pair("weight_matrix", W)
+    for t, im in zip(fig.data, [ax.images[0] for ax in fig_mpl.axes if ax.images], strict=True):
+        np.testing.assert_allclose(np.asarray(im.get_array()), t.z)
+    fig, fig_mpl = P.figure_pair("neuron_stack", W[:1], order="largest-feature")
+    bars = fig_mpl.axes[0].containers  # per feature: the positive parts, then the negative parts
+    for f, t in enumerate(fig.data):
+        heights = [b.get_height() for b in bars[2 * f]] + [b.get_height() for b in bars[2 * f + 1]]
+        np.testing.assert_allclose(np.add(*np.split(np.asarray(heights), 2)), t.y)
+    # dynamics: every D_i trace and the loss; the static snapshots are the slider's first and last
+    steps, D, loss = np.arange(20), RNG.random((20, 3)), np.exp(-np.arange(20) / 5)
+    fig, fig_mpl = P.figure_pair("traces", steps, D, loss)
+    for t, line in zip(fig.data, fig_mpl.axes[0].lines[:3] + fig_mpl.axes[1].lines, strict=True):
+        np.testing.assert_allclose(line.get_ydata(), t.y)
+    snaps = RNG.normal(size=(5, 3, 4))
+    fig, fig_mpl = P.figure_pair("points_3d", snaps, max_panels=2)  # an mpl-only option passes through the pair
+    assert [ax.get_title() for ax in fig_mpl.axes] == ["snapshot 0", "snapshot 4"]
+    assert len(fig.layout.sliders[0].steps) == 5
+
+
+def test_shape_errors_are_the_same_for_both_versions() -> None:
+    for make in (P.traces, P.traces_mpl):
+        with pytest.raises(ValueError, match=r"d_i must be \[steps, features\]"):
+            make(np.arange(3), np.zeros((4, 2)), np.ones(3))
+    for make in (P.neuron_stack, P.neuron_stack_mpl):
+        with pytest.raises(ValueError, match="one colour per feature"):
+            make(np.zeros((1, 2, 3)), feature_colors=["red"])
