@@ -20,7 +20,7 @@ One module per figure family — `geometry` (arrows, WᵀW, dimensions per featu
 `dynamics` (3-D snapshots, D_i traces over training) — and in each, per kind, one function that prepares
 the data (arrays, labels, colours, panel grid) and two renderers of it. `_common.figure_kind` registers a
 kind and makes its two public functions, so a new figure is one preparation + two renderers in its family's
-module; `figure_pair` finds it by name.
+module; `figure_pair` finds it by name (re-export its two functions below for `tmslab.plots.name` access).
 """
 
 from __future__ import annotations
