@@ -406,6 +406,10 @@ def sweep(
 
     Example: tms sweep examples/phase_n2.yaml --out runs/phase  (re-run the same command to resume)
     """
+    from tmslab.io import check_output_dir
+
+    if out is not None:  # the first check of a real run, before the sweep machinery loads
+        check_output_dir(out, "sweep", force=force, resume=True)
     from tmslab.sweep import SweepJobError
     from tmslab.sweep import merge as merge_sweep
     from tmslab.sweep.plan import parse_shard

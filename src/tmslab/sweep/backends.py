@@ -72,7 +72,19 @@ def _init_worker(threads: int, driver: int) -> None:
     # Pool workers hold both ends of the call queue, so they never see EOF when the driver is
     # SIGKILLed: without this watchdog they (and the forkserver) would linger forever.
     threading.Thread(target=_watch_driver, args=(driver,), daemon=True).start()
+    signal.signal(signal.SIGTERM, _exit_on_term)
     set_threads(threads)
+
+
+def _exit_on_term(signum: int, frame: object) -> None:
+    """The driver stops a worker with SIGTERM (Ctrl-C, `_stop_workers`): exit at once, but first release
+    the named semaphores this process registered (numba's thread-launch lock), which multiprocessing's
+    resource tracker would otherwise report as "leaked" when the driver exits."""
+    from multiprocessing import util
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a group-wide SIGTERM and the driver's may both arrive
+    util._run_finalizers(0)  # what a normal exit runs first; private, but the only way short of exiting
+    os._exit(128 + signum)
 
 
 def run_local(spec: SweepSpec, jobs: list[Job], on_done: OnDone, workers: int | None = None) -> None:
@@ -157,8 +169,7 @@ def _worker_start() -> Iterator[None]:
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
     """Terminate the pool's processes at once (the jobs they run are lost; committed jobs are kept)."""
-    procs = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
-    pool.shutdown(wait=False, cancel_futures=True)
+    procs = list((getattr(pool, "_processes", None) or {}).values())
     for p in procs:
         if p.is_alive():
             p.terminate()
@@ -166,6 +177,9 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
         p.join(timeout=5)
         if p.is_alive():
             p.kill()
+    # The pool's manager thread now sees dead workers and closes its queues; waiting for it releases
+    # their semaphores (otherwise reported as "leaked" by multiprocessing's resource tracker at exit).
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _checked(job: Job, get: Callable[[], JobOutput]) -> JobOutput:
