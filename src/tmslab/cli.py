@@ -264,14 +264,14 @@ def _not_a_run(path: Path) -> None:
     kind = output_kind(path)
     if kind is None and (path / "spec.json").exists():
         kind = "sweep"
-    if kind is None and ((path / "summary.json").exists() or any(path.glob(f"*/{'results.json'}"))):
+    if kind is None and ((path / "summary.json").exists() or any(path.glob("*/results.json"))):
         kind = "reproduce"
     if kind not in ("sweep", "reproduce"):
         return
     runs = sorted(p.parent for p in path.glob(f"*/*/{CONFIG}")) + sorted(p.parent for p in path.glob(f"*/{CONFIG}"))
     hint = f"; e.g. `tms inspect {runs[0]}`" if runs else ""
     table = " (every run's metrics: results.parquet)" if kind == "sweep" else ""
-    raise UsageError(f"{path} is a {kind} folder, not a run: it holds {plural(len(runs), 'run')}{hint}{table}.")
+    raise UsageError(f"{path} is a {kind} folder, not a run: it holds {plural(len(runs), 'run folder')}{hint}{table}.")
 
 
 @app.command()
