@@ -10,8 +10,8 @@ TINY = ["--steps", "20", "--batch-size", "32", "--eval-samples", "512", "--quiet
     "args, fragment",
     [
         (["--features", "abc"], "--features"),
-        (["--features", "0"], "n_features"),
-        (["--hidden", "-2"], "n_hidden"),
+        (["--features", "0"], "--features must be"),
+        (["--hidden", "-2"], "--hidden must be"),
         (["--density", "1,x"], "'x' is not a number"),
         (["--density", "0"], "density"),
         (["--density", "1.5"], "density"),

@@ -50,7 +50,7 @@ def test_rerun_skips_finished_experiments(quick_dir, capsys):
     from tmslab.cli import main
 
     before = {n: (quick_dir / n / "results.json").stat().st_mtime_ns for n in EXPERIMENTS}
-    assert main(["reproduce", "--quick", "--out", str(quick_dir), "--quiet"]) == 0
+    assert main(["reproduce", "--quick", "--out", str(quick_dir)]) == 0  # --quiet would hide the log
     out = capsys.readouterr().out
     assert out.count("skipped") == len(EXPERIMENTS)
     assert before == {n: (quick_dir / n / "results.json").stat().st_mtime_ns for n in EXPERIMENTS}

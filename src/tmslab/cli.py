@@ -1,15 +1,20 @@
 """The `tms` command line: a thin layer over TrainConfig, training, experiments and sweeps.
 
-Usage errors (bad values, bad combinations, bad paths) print one line, `error: …`, and exit 2;
-nothing is written. A run that diverges exits 1 naming the instances; Ctrl-C exits 130.
+Usage errors (bad values, bad combinations, bad paths) print one line, `error: …`, naming the flag,
+and exit 2; nothing is written. A run that diverges exits 1 naming the instances. Ctrl-C (or SIGTERM,
+quietly) stops every worker, keeps finished results, prints one line and exits 130.
+
+Heavy libraries (torch, pandas) are imported inside the commands, after their options are checked,
+so `tms --help` and usage errors answer at once. `-q` leaves one final line, `-qq` prints nothing.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -18,7 +23,9 @@ try:  # typer >= 0.20 vendors click; older typer depends on it
 except ImportError:  # pragma: no cover - depends on the installed typer
     from click import exceptions as click_exceptions
 
-from tmslab.config import ConfigError, TrainConfig
+from tmslab import __version__
+from tmslab.config import ConfigError, Distribution, Engine, Init, ModelKind, Schedule, TrainConfig
+from tmslab.naming import cli_spelling, plural
 
 app = typer.Typer(
     name="tms",
@@ -34,6 +41,30 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"tms (tmslab) {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Toy Models of Superposition: train toy models, measure superposition, reproduce the paper."""
+
+
+#: Choices are the config's Literal types: --help lists their values and others are refused.
+Backend = Literal["local", "ray"]
+
+#: -q / -qq: how many times --quiet was given.
+Quiet = Annotated[
+    int, typer.Option("--quiet", "-q", count=True, help="No progress bars or tables, one final line; twice: nothing.")
+]
 
 
 class UsageError(ConfigError):
@@ -70,6 +101,23 @@ def config_from_options(**opts: Any) -> TrainConfig:
     return TrainConfig(density=density, **opts)
 
 
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The configuration saved in a run's config.json (or given a run folder, its config.json)."""
+    if path.is_dir():
+        path = path / "config.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"--config {path} does not exist; give a run's config.json.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UsageError(f"--config {path} is not a readable JSON file ({e.__class__.__name__}).") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"--config {path} must hold a JSON object of training options.")
+    for key in ("versions", "n_instances"):  # recorded beside the configuration by save_run
+        data.pop(key, None)
+    return data
+
+
 def _fail(message: str, code: int = 2) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
@@ -77,87 +125,119 @@ def _fail(message: str, code: int = 2) -> None:
 
 # ---- tms train -------------------------------------------------------------------------------------
 
+#: TrainConfig field → the train() parameter holding its command-line value.
+_TRAIN_FIELDS = {
+    "model": "model", "n_features": "features", "n_hidden": "hidden", "density": "density",
+    "importance_decay": "importance_decay", "importance": "importance", "restarts": "restarts", "steps": "steps",
+    "batch_size": "batch_size", "lr": "lr", "weight_decay": "weight_decay", "schedule": "schedule",
+    "warmup_steps": "warmup_steps", "distribution": "distribution", "set_size": "set_size", "init": "init",
+    "hidden_l1": "hidden_l1", "eval_samples": "eval_samples", "record_every": "record_every", "seed": "seed",
+    "engine": "engine",
+}  # fmt: skip
+
 
 @app.command()
 def train(
-    out: Annotated[Path, typer.Option(help="Run directory to write (model.safetensors, config.json, metrics.json).")],
-    model: Annotated[str, typer.Option(help="relu-output | linear | hidden-relu | abs.")] = "relu-output",
-    features: Annotated[int, typer.Option(help="Number of input features n.")] = 5,
-    hidden: Annotated[int, typer.Option(help="Number of hidden dimensions m.")] = 2,
-    density: Annotated[str, typer.Option(help="Feature densities 1−S, comma list: one configuration each.")] = "1.0",
-    importance_decay: Annotated[
-        float | None, typer.Option(help="Importance I_i = decay**i (default 1: uniform).")
+    ctx: typer.Context,
+    out: Annotated[
+        Path, typer.Option(help="Run folder to write (model.safetensors, config.json, metrics.json); mkdir -p.")
+    ],
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", help="Re-run a saved config.json (or run folder); options given here override its values."
+        ),
     ] = None,
-    importance: Annotated[str | None, typer.Option(help="Explicit per-feature importances, comma list.")] = None,
+    model: Annotated[ModelKind, typer.Option(help="Toy model.")] = "relu-output",
+    features: Annotated[int, typer.Option("--features", "--n-features", help="Number of input features n.")] = 5,
+    hidden: Annotated[int, typer.Option("--hidden", "--n-hidden", help="Number of hidden dimensions m.")] = 2,
+    density: Annotated[
+        str, typer.Option(help="Feature densities 1−S, each in (0, 1], comma list: one configuration each.")
+    ] = "1.0",
+    importance_decay: Annotated[
+        float | None, typer.Option(help="Importance I_i = decay**i, > 0 (default 1: uniform).")
+    ] = None,
+    importance: Annotated[str | None, typer.Option(help="Explicit per-feature importances ≥ 0, comma list.")] = None,
     restarts: Annotated[int, typer.Option(help="Seeds per configuration; the lowest eval loss is marked best.")] = 1,
     steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 10_000,
     batch_size: Annotated[int, typer.Option(help="Fresh samples per step per instance.")] = 1024,
     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay (PyTorch default 0.01).")] = 0.01,
-    schedule: Annotated[str, typer.Option(help="constant | linear | cosine.")] = "constant",
+    schedule: Annotated[Schedule, typer.Option(help="Learning-rate schedule.")] = "constant",
     warmup_steps: Annotated[int, typer.Option(help="Linear warm-up steps.")] = 0,
-    distribution: Annotated[
-        str, typer.Option(help="independent | correlated | anticorrelated | one-hot.")
+    distribution: Annotated[Distribution, typer.Option(help="How features are drawn.")
     ] = "independent",
     set_size: Annotated[int, typer.Option(help="Features per correlated/anticorrelated set.")] = 2,
-    init: Annotated[str, typer.Option(help="xavier (per instance) | xavier-notebook.")] = "xavier",
+    init: Annotated[Init, typer.Option(help="xavier: per instance; xavier-notebook: the notebook's.")
+    ] = "xavier",
     hidden_l1: Annotated[float, typer.Option(help="λ of an L1 penalty on hidden activations.")] = 0.0,
     eval_samples: Annotated[int, typer.Option(help="Fresh samples for the evaluation loss.")] = 100_000,
     record_every: Annotated[int, typer.Option(help="Save loss and weights every k steps (0: off).")] = 0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    engine: Annotated[str, typer.Option(help="auto | fast | reference.")] = "auto",
+    engine: Annotated[Engine, typer.Option(help="Training engine.")] = "auto",
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads (default: torch's choice).")] = None,
-    force: Annotated[bool, typer.Option(help="Overwrite an existing non-empty --out.")] = False,
-    quiet: Annotated[bool, typer.Option(help="No progress bar or table.")] = False,
+    force: Annotated[bool, typer.Option(help="Replace a previous tmslab run in --out (only its files).")] = False,
+    quiet: Quiet = 0,
 ) -> None:
-    """Train a batch of toy models (one per density × restart) and write a run directory.
+    """Train a batch of toy models (one per density × restart) and write a run folder.
 
     Example: tms train --features 5 --hidden 2 --density 1,0.05 --importance-decay 0.9 --restarts 8 --out R
     """
-    from tmslab.io import check_out_dir, load_run, save_run
+    from tmslab.io import check_output_dir
+
+    values = locals()
+    if config is None:
+        cfg = config_from_options(**{f: values[p] for f, p in _TRAIN_FIELDS.items()})
+    else:
+        cfg = _config_with_overrides(ctx, read_config_file(config), values)
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {threads}.")
+    check_output_dir(out, "run", force=force)
+    from tmslab.progress import Interrupted
+
+    try:
+        result = _train_and_save(cfg, out, threads=threads, force=force, progress=not quiet)
+    except KeyboardInterrupt:  # save_run removes its partial folder: nothing is left behind
+        raise Interrupted("nothing was written (a training does not resume)", resumable=False) from None
+    from tmslab.io import load_run
+    if not quiet:
+        typer.echo(f"trained {plural(cfg.n_instances, 'instance')} in {result.train_seconds:.1f} s "
+                   f"({result.engine} engine)")  # fmt: skip
+        typer.echo(format_table(load_run(out)))
+    if quiet < 2:
+        typer.echo(f"wrote {out}")
+
+
+def _train_and_save(cfg: TrainConfig, out: Path, *, threads: int | None, force: bool, progress: bool) -> Any:
+    from tmslab.io import save_run
     from tmslab.training import TrainingDivergedError, check_fits
     from tmslab.training import train as run_training
 
-    config = config_from_options(
-        model=model,
-        n_features=features,
-        n_hidden=hidden,
-        density=density,
-        importance_decay=importance_decay,
-        importance=importance,
-        restarts=restarts,
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        schedule=schedule,
-        warmup_steps=warmup_steps,
-        distribution=distribution,
-        set_size=set_size,
-        init=init,
-        hidden_l1=hidden_l1,
-        eval_samples=eval_samples,
-        record_every=record_every,
-        seed=seed,
-        engine=engine,
-    )
     if threads is not None:
-        if threads < 1:
-            raise UsageError(f"--threads must be >= 1, got {threads}.")
         import torch
 
         torch.set_num_threads(threads)
-    check_out_dir(out, force=force)
-    check_fits(config)
+    check_fits(cfg)
     try:
-        result = run_training(config, progress=not quiet)
+        result = run_training(cfg, progress=progress)
     except TrainingDivergedError as e:
         _fail(f"{e} Nothing was saved.", code=1)
     save_run(out, result, force=force)
-    if not quiet:
-        typer.echo(f"trained {config.n_instances} instances in {result.train_seconds:.1f} s ({result.engine} engine)")
-        typer.echo(format_table(load_run(out)))
-        typer.echo(f"wrote {out}")
+    return result
+
+
+def _config_with_overrides(ctx: typer.Context, saved: dict[str, Any], values: dict[str, Any]) -> TrainConfig:
+    """A saved configuration with the options typed on this command line replacing its values."""
+    given = {f: values[p] for f, p in _TRAIN_FIELDS.items() if ctx.get_parameter_source(p).name == "COMMANDLINE"}
+    if "density" in given:
+        given["density"] = parse_floats("--density", given["density"])
+    if "importance" in given:
+        if "importance_decay" in given:
+            raise UsageError("give either --importance or --importance-decay, not both.")
+        given["importance"] = parse_floats("--importance", given["importance"])
+    elif "importance_decay" in given:
+        given["importance"] = None
+    return TrainConfig.from_dict({**saved, **given})
 
 
 # ---- tms inspect -----------------------------------------------------------------------------------
@@ -171,19 +251,54 @@ def format_table(run: Any) -> str:
     return df.to_string(index=False, float_format=lambda v: f"{v:.4g}")
 
 
+#: run_table's display names → the plain keys of `tms inspect --json` (those of a sweep's results.parquet)
+_JSON_KEYS = {"n(‖W_i‖>0.5)": "learned", "‖W‖²_F": "frob2", "D*": "D_star", "ΣD_i": "sum_D"}
+
+
+def _not_a_run(path: Path) -> None:
+    """Refuse a sweep or reproduce folder given to `tms inspect`, pointing to the runs inside it."""
+    from tmslab.io import CONFIG, output_kind
+
+    if not path.is_dir() or (path / CONFIG).exists():
+        return
+    kind = output_kind(path)
+    if kind is None and (path / "spec.json").exists():
+        kind = "sweep"
+    if kind is None and ((path / "summary.json").exists() or any(path.glob("*/results.json"))):
+        kind = "reproduce"
+    if kind not in ("sweep", "reproduce"):
+        return
+    runs = sorted(p.parent for p in path.glob(f"*/*/{CONFIG}")) + sorted(p.parent for p in path.glob(f"*/{CONFIG}"))
+    hint = f"; e.g. `tms inspect {runs[0]}`" if runs else ""
+    table = " (every run's metrics: results.parquet)" if kind == "sweep" else ""
+    raise UsageError(f"{path} is a {kind} folder, not a run: it holds {plural(len(runs), 'run folder')}{hint}{table}.")
+
+
 @app.command()
 def inspect(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `tms train` or an experiment.")],
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `tms train`, a sweep or an experiment.")],
     all_restarts: Annotated[bool, typer.Option("--all", help="Show every restart, not only the best.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (run, configuration, rows) instead.")] = False,
 ) -> None:
     """Print, per configuration, the best restart's eval loss, learned features, D*, ΣD_i and polytopes."""
+    _not_a_run(run_dir)
     from tmslab.io import load_run
     from tmslab.summary import run_table
 
     run = load_run(run_dir)
     df = run_table(run, best_only=not all_restarts)
-    typer.echo(f"{run_dir}: model {run.config.model}, n={run.config.n_features}, m={run.config.n_hidden}, "
-               f"{run.config.n_instances} instances ({run.config.restarts} restarts per configuration)")
+    c = run.config
+    if as_json:
+        records = run.metrics["instances"]
+        rows = [{**{_JSON_KEYS.get(k, k): v for k, v in row.items()},
+                 "density": records[c.restarts * row["config"] + row["restart"]]["density"]}
+                for row in df.to_dict(orient="records")]  # fmt: skip
+        doc = {"run": str(run_dir), "config": {**c.to_dict(), "n_instances": c.n_instances}, "rows": rows,
+               "versions": run.versions}  # fmt: skip
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    typer.echo(f"{run_dir}: model {c.model}, n={c.n_features}, m={c.n_hidden}, {plural(c.n_instances, 'instance')} "
+               f"({plural(c.restarts, 'restart')} per configuration)")  # fmt: skip
     typer.echo(df.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
 
 
@@ -192,30 +307,40 @@ def inspect(
 
 @app.command()
 def reproduce(
-    out: Annotated[Path, typer.Option(help="Output directory (resumable: finished experiments are skipped).")] = Path(
+    out: Annotated[Path, typer.Option(help="Output folder (resumable: finished experiments are skipped).")] = Path(
         "reproduce"
     ),
     quick: Annotated[bool, typer.Option(help="Every experiment at reduced fidelity (about a minute).")] = False,
     only: Annotated[str | None, typer.Option(help="Comma list of experiment names (see `tms experiments`).")] = None,
-    force: Annotated[bool, typer.Option(help="Recompute experiments even if finished.")] = False,
+    force: Annotated[
+        bool, typer.Option(help="Recompute experiments even if finished (deletes only their files).")
+    ] = False,
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads (default: torch's choice).")] = None,
-    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    quiet: Quiet = 0,
 ) -> None:
     """Reproduce the paper: train, check and plot every experiment, then write DIR/index.html.
 
     Writes DIR/NAME/ per experiment (runs, figures, results.json), DIR/summary.json (every check)
     and DIR/index.html (the offline report).
     """
-    from tmslab.experiments.runner import reproduce as run_all
+    from tmslab.io import check_output_dir
 
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {threads}.")
+    check_output_dir(out, "reproduce", resume=True)
+
+    from tmslab.experiments.runner import reproduce as run_all
+    from tmslab.experiments.runner import select
+
+    select(only)  # unknown names are refused before anything is written
     if threads is not None:
-        if threads < 1:
-            raise UsageError(f"--threads must be >= 1, got {threads}.")
         import torch
 
         torch.set_num_threads(threads)
-    summary = run_all(out, only=only, quick=quick, force=force, progress=not quiet, log=typer.echo)
-    typer.echo(f"{summary['passed']}/{summary['total']} checks passed; report: {out / 'index.html'}")
+    log = typer.echo if not quiet else (lambda line: None)
+    summary = run_all(out, only=only, quick=quick, force=force, progress=not quiet, log=log)
+    if quiet < 2:
+        typer.echo(f"{summary['passed']}/{summary['total']} checks passed; report: {out / 'index.html'}")
 
 
 @app.command()
@@ -223,17 +348,25 @@ def experiments() -> None:
     """List the registered paper experiments."""
     from tmslab.experiments import EXPERIMENTS
 
-    for exp in EXPERIMENTS.values():
-        typer.echo(f"{exp.name:24s} {exp.spec_ref:28s} {exp.title}")
+    exps = list(EXPERIMENTS.values())
+    name_w = max(len(e.name) for e in exps)
+    ref_w = max(len(e.spec_ref) for e in exps)
+    for exp in exps:
+        typer.echo(f"{exp.name:<{name_w}}  {exp.spec_ref:<{ref_w}}  {exp.title}".rstrip())
 
 
 @app.command()
 def report(
-    directory: Annotated[Path, typer.Argument(help="A `tms reproduce` output directory or a `tms sweep` directory.")],
+    directory: Annotated[Path, typer.Argument(help="A `tms reproduce` output folder or a `tms sweep` folder.")],
 ) -> None:
     """Rebuild the HTML report of existing results, without training."""
+    from tmslab.io import CONFIG, output_kind
+
     if not directory.is_dir():
-        raise UsageError(f"{directory} is not a directory; give a `tms reproduce --out` or `tms sweep --out` path.")
+        raise UsageError(f"{directory} is not a folder; give a `tms reproduce --out` or `tms sweep --out` folder.")
+    if output_kind(directory) == "run" or (directory / CONFIG).exists():
+        raise UsageError(f"{directory} is a run folder; `tms report` takes a reproduce or sweep folder "
+                         f"(see a run with `tms inspect {directory}`).")  # fmt: skip
     if (directory / "spec.json").exists():
         from tmslab.sweep.figures import sweep_report
 
@@ -241,8 +374,8 @@ def report(
     else:
         from tmslab.experiments.runner import build_index, write_summary
 
+        path = build_index(directory)  # refuses a folder without results before anything is written
         write_summary(directory)
-        path = build_index(directory)
     typer.echo(f"wrote {path}")
 
 
@@ -252,89 +385,101 @@ def report(
 @app.command()
 def sweep(
     spec: Annotated[Path | None, typer.Argument(help="Sweep spec, YAML or TOML (see docs/sweeps.md).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Sweep directory (results.parquet, jobs/, rows/).")] = None,
-    backend: Annotated[str, typer.Option(help="local (process pool on this machine) | ray.")] = "local",
+    out: Annotated[Path | None, typer.Option(help="Sweep folder (results.parquet, jobs/, rows/).")] = None,
+    backend: Annotated[
+        Backend, typer.Option(help="local: processes on this machine; ray: a cluster.")
+    ] = "local",
     address: Annotated[str | None, typer.Option(help="Ray cluster address (default: start a local one).")] = None,
     workers: Annotated[int | None, typer.Option(help="Local processes (default: one per core).")] = None,
     shard: Annotated[str | None, typer.Option(help="Run only share I/N of the jobs (0 <= I < N).")] = None,
     merge: Annotated[Path | None, typer.Option(help="Join the shares written into DIR; no SPEC.")] = None,
     max_retries: Annotated[int, typer.Option(help="Ray: retries of a job whose worker dies.")] = 3,
-    dry_run: Annotated[bool, typer.Option(help="Validate SPEC and print the job plan; write nothing.")] = False,
-    force: Annotated[bool, typer.Option(help="Discard the results in --out of a different spec.")] = False,
-    quiet: Annotated[bool, typer.Option(help="No progress bar or summary.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="Check SPEC and --out as a real run would and print the job plan; write nothing.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option(help="Discard the results in --out of a different spec (only files tmslab wrote).")
+    ] = False,
+    quiet: Quiet = 0,
 ) -> None:
     """Train a grid of toy models as packed, resumable jobs; write DIR/results.parquet (one row per run).
 
     Example: tms sweep examples/phase_n2.yaml --out runs/phase  (re-run the same command to resume)
     """
-    from tmslab.sweep import SweepJobError, load_spec, plan_jobs
+    from tmslab.io import check_output_dir
+
+    if out is not None:  # the first check of a real run, before the sweep machinery loads
+        check_output_dir(out, "sweep", force=force, resume=True)
+    from tmslab.sweep import SweepJobError
     from tmslab.sweep import merge as merge_sweep
     from tmslab.sweep.plan import parse_shard
-    from tmslab.sweep.run import describe, run_sweep
+    from tmslab.sweep.run import check_sweep, describe, run_sweep
 
     if merge is not None:
         if spec is not None or out is not None or shard is not None:
             raise UsageError("--merge DIR takes no SPEC, --out or --shard.")
         df = merge_sweep(merge)
-        if not quiet:
-            typer.echo(f"merged {len(df)} rows into {merge / 'results.parquet'}")
+        if quiet < 2:
+            typer.echo(f"merged {plural(len(df), 'row')} into {merge / 'results.parquet'}")
         return
     if spec is None or out is None:
         raise UsageError("give a SPEC file and --out DIR (or --merge DIR).")
-    if backend not in ("local", "ray"):
-        raise UsageError(f"--backend must be local or ray, got {backend!r}.")
-    parsed = load_spec(spec)
+    options = dict(backend=backend, workers=workers, shard=parse_shard(shard) if shard else None, force=force,
+                   max_retries=max_retries)  # fmt: skip
     if dry_run:
-        jobs = plan_jobs(parsed)
-        typer.echo(describe(parsed, jobs))
+        plan = check_sweep(spec, out, **options)  # refuses exactly what the real run would refuse
+        typer.echo(describe(plan.spec, plan.jobs))
         return
     try:
-        df = run_sweep(
-            parsed, out, backend=backend, progress=not quiet, workers=workers,
-            shard=parse_shard(shard) if shard else None, force=force, address=address, max_retries=max_retries,
-        )  # fmt: skip
+        df = run_sweep(spec, out, progress=not quiet, address=address, **options)
     except SweepJobError as e:
         _fail(f"{e} Finished jobs are kept; re-run to resume.", code=1)
-    if not quiet:
+    if quiet < 2:
         where = out / "results.parquet" if shard is None else out / "rows"
-        typer.echo(f"{len(df)} runs in {where}")
+        typer.echo(f"{plural(len(df), 'run')} in {where}")
 
 
 # ---- entry point -----------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console-script entry: one-line errors, exit 2 for usage errors."""
-    from tmslab.io import RunFormatError
+    """Console-script entry: one-line errors naming the flags, exit 2 for usage errors, 130 on Ctrl-C/SIGTERM."""
+    from tmslab.progress import Interrupted, handle_signals, terminated
 
+    args = sys.argv[1:] if argv is None else list(argv)
     command = typer.main.get_command(app)
-    try:
-        # Without standalone mode click returns a typer.Exit's code instead of raising it.
-        code = command.main(args=argv, prog_name="tms", standalone_mode=False)
-    except click_exceptions.NoArgsIsHelpError as e:  # `tms` alone: show help, as a usage error
-        typer.echo(e.ctx.get_help() if e.ctx else str(e))
-        return 2
-    except click_exceptions.UsageError as e:
-        typer.echo(f"error: {e.format_message()} (see `tms {_subcommand(argv)}--help`)", err=True)
-        return 2
-    except typer.Exit as e:
-        return e.exit_code
-    except typer.Abort:
-        typer.echo("interrupted", err=True)
-        return 130
-    except (ConfigError, RunFormatError) as e:
-        typer.echo(f"error: {e}", err=True)
-        return 2
-    except KeyboardInterrupt:
-        typer.echo("interrupted; finished results are kept, re-run to resume", err=True)
-        return 130
-    return code if isinstance(code, int) else 0
+    with cli_spelling(), handle_signals():
+        try:
+            # Not command.main(): click turns KeyboardInterrupt into Abort after printing an empty line.
+            with command.make_context("tms", args) as ctx:
+                command.invoke(ctx)
+            return 0
+        except click_exceptions.NoArgsIsHelpError as e:  # `tms` alone: show help, as a usage error
+            typer.echo(e.ctx.get_help() if e.ctx else str(e))
+            return 2
+        except click_exceptions.UsageError as e:
+            typer.echo(f"error: {e.format_message()} (see `tms {_subcommand(args)}--help`)", err=True)
+            return 2
+        except typer.Exit as e:
+            return e.exit_code
+        except click_exceptions.ClickException as e:
+            typer.echo(f"error: {e.format_message()}", err=True)
+            return e.exit_code
+        except ConfigError as e:
+            typer.echo(f"error: {e}", err=True)
+            return 2
+        except KeyboardInterrupt as e:
+            if not terminated():  # SIGTERM: the same, quietly
+                message = e.message() if isinstance(e, Interrupted) else Interrupted().message()
+                typer.echo(message, err=True)
+            return 130
+        except Exception as e:
+            io = sys.modules.get("tmslab.io")  # loaded by then if a run was read
+            if io is not None and isinstance(e, io.RunFormatError):
+                typer.echo(f"error: {e}", err=True)
+                return 2
+            raise
 
 
-def _subcommand(argv: list[str] | None) -> str:
-    args = sys.argv[1:] if argv is None else argv
+def _subcommand(args: list[str]) -> str:
     return f"{args[0]} " if args and not args[0].startswith("-") else ""
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,10 +11,13 @@ weight decay 0.01, 1024 fresh samples per step, 10,000 steps, constant learning 
 
 from __future__ import annotations
 
+import functools
 import math
 import platform
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, get_args
+
+from tmslab.naming import canonical_keys, spelled
 
 ModelKind = Literal["relu-output", "linear", "hidden-relu", "abs"]
 Distribution = Literal["independent", "correlated", "anticorrelated", "one-hot"]
@@ -30,47 +33,87 @@ class ConfigError(ValueError):
     """An invalid configuration value; the message is one sentence naming the value and what is allowed."""
 
 
+def _plain(value: Any) -> Any:
+    """numpy arrays and scalars, torch tensors → Python lists and numbers (configs hold JSON values)."""
+    tolist = getattr(value, "tolist", None)
+    return tolist() if callable(tolist) and not isinstance(value, (list, tuple, str)) else value
+
+
 def _finite(name: str, value: Any) -> float:
+    value = _plain(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{name} must be a number, got {value!r}.")
+        raise ConfigError(f"{spelled(name)} must be a number, got {value!r}.")
     if not math.isfinite(value):
-        raise ConfigError(f"{name} must be finite, got {value!r}.")
+        raise ConfigError(f"{spelled(name)} must be finite, got {value!r}.")
     return float(value)
 
 
 def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+        raise ConfigError(f"{spelled(name)} must be an integer >= {minimum}, got {value!r}.")
     if value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value}.")
+        raise ConfigError(f"{spelled(name)} must be an integer >= {minimum}, got {value}.")
     return value
 
 
 def _choice(name: str, value: Any, literal: Any) -> None:
     allowed = get_args(literal)
     if value not in allowed:
-        raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}.")
+        raise ConfigError(f"{spelled(name)} must be one of {', '.join(allowed)}; got {value!r}.")
 
 
 def _density(value: Any, n_features: int) -> float | list[float]:
     def one(v: Any) -> float:
         v = _finite("density", v)
         if not 0.0 < v <= 1.0:
-            raise ConfigError(f"density must be in (0, 1], got {v}.")
+            raise ConfigError(f"{spelled('density')} must be in (0, 1], got {v}.")
         return v
 
+    value = _plain(value)
     if isinstance(value, (list, tuple)):
         if len(value) != n_features:
             raise ConfigError(
-                f"a per-feature density needs {n_features} values (one per feature), got {len(value)}."
+                f"a per-feature {spelled('density')} needs {n_features} values (one per feature), got {len(value)}."
             )
         return [one(v) for v in value]
     return one(value)
 
 
+def _check_keys(keys: Any, names: set[str]) -> None:
+    """Refuse an unknown option name, suggesting the closest valid one."""
+    unknown = sorted(set(keys) - names)
+    if unknown:
+        import difflib
+
+        hint = difflib.get_close_matches(unknown[0], names, n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise ConfigError(f"unknown configuration key {unknown[0]!r}{extra}.")
+
+
+def _accept_aliases(cls: type) -> type:
+    """Let the constructor take the shared vocabulary (tmslab.naming): `features=5` is `n_features=5`."""
+    init = cls.__init__
+    names = {f.name for f in fields(cls)}
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs = canonical_keys(kwargs)
+        _check_keys(kwargs, names)
+        init(self, *args, **kwargs)
+
+    cls.__init__ = __init__  # type: ignore[misc]
+    return cls
+
+
+@_accept_aliases
 @dataclass
 class TrainConfig:
-    """Everything needed to train a batch of toy models reproducibly."""
+    """Everything needed to train a batch of toy models reproducibly.
+
+    Accepts the aliases `features` / `hidden` for `n_features` / `n_hidden`; `density` and `importance`
+    may be numbers, lists or numpy arrays. `train` re-validates, so a config edited after creation is
+    checked again (`validate()`).
+    """
 
     model: ModelKind = "relu-output"
     """relu-output: x' = ReLU(WᵀWx + b); linear: x' = WᵀWx + b; hidden-relu: h = ReLU(Wx),
@@ -84,11 +127,13 @@ class TrainConfig:
 
     density: list[Any] = field(default_factory=lambda: [1.0])
     """Feature density 1−S, one configuration per entry; an entry is a float (all features) or a
-    per-feature list of n_features floats. Each in (0, 1]. Ignored by the one-hot distribution."""
+    per-feature list of n_features floats. Each in (0, 1]. A single number is one configuration; a
+    numpy array is read as the list (1-D: configurations, 2-D: configurations × features). Ignored by
+    the one-hot distribution."""
 
     importance: list[Any] | None = None
-    """Per-feature importance: a list of n_features floats shared by every configuration, or one such
-    list per configuration. None means importance_decay**i."""
+    """Per-feature importance: a list (or 1-D array) of n_features floats shared by every configuration,
+    or one such list per configuration (a 2-D array). None means importance_decay**i."""
 
     importance_decay: float = 1.0
     """Geometric importance I_i = importance_decay**i (i = 0..n−1), used when importance is None."""
@@ -158,43 +203,56 @@ class TrainConfig:
         _positive_int("warmup_steps", self.warmup_steps, minimum=0)
         _positive_int("record_every", self.record_every, minimum=0)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}.")
-        if self.lr <= 0 or _finite("lr", self.lr) <= 0:
-            raise ConfigError(f"lr must be a positive number, got {self.lr!r}.")
+            raise ConfigError(f"{spelled('seed')} must be a non-negative integer, got {self.seed!r}.")
+        if _finite("lr", self.lr) <= 0:
+            raise ConfigError(f"{spelled('lr')} must be a positive number, got {self.lr!r}.")
         if _finite("weight_decay", self.weight_decay) < 0:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}.")
         if _finite("hidden_l1", self.hidden_l1) < 0:
-            raise ConfigError(f"hidden_l1 must be >= 0, got {self.hidden_l1}.")
+            raise ConfigError(f"{spelled('hidden_l1')} must be >= 0, got {self.hidden_l1}.")
         decay = _finite("importance_decay", self.importance_decay)
         if decay <= 0:
-            raise ConfigError(f"importance_decay must be > 0, got {decay}.")
-        if not isinstance(self.density, (list, tuple)) or len(self.density) == 0:
-            raise ConfigError(f"density must be a non-empty list of configurations, got {self.density!r}.")
-        self.density = [_density(d, self.n_features) for d in self.density]
+            raise ConfigError(f"{spelled('importance_decay')} must be > 0, got {decay}.")
+        density = _plain(self.density)
+        if isinstance(density, (int, float)) and not isinstance(density, bool):
+            density = [density]  # one number: one configuration
+        if not isinstance(density, (list, tuple)) or len(density) == 0:
+            raise ConfigError(
+                f"{spelled('density')} must be a number in (0, 1] or a non-empty list of them, got {self.density!r}."
+            )
+        self.density = [_density(d, self.n_features) for d in density]
         if self.importance is not None:
             self.importance = self._validate_importance(self.importance)
         if self.distribution in ("correlated", "anticorrelated") and self.n_features % self.set_size:
             raise ConfigError(
-                f"n_features ({self.n_features}) must be a multiple of set_size ({self.set_size}) "
-                f"for {self.distribution} sets."
+                f"{spelled('n_features')} ({self.n_features}) must be a multiple of {spelled('set_size')} "
+                f"({self.set_size}) for {self.distribution} sets."
             )
 
+    def validate(self) -> TrainConfig:
+        """Check (and normalise) every field again, e.g. after editing a config; returns self."""
+        self.__post_init__()
+        return self
+
     def _validate_importance(self, value: Any) -> list[Any]:
+        name = spelled("importance")
+        value = _plain(value)
         if not isinstance(value, (list, tuple)) or len(value) == 0:
-            raise ConfigError(f"importance must be a list of {self.n_features} numbers, got {value!r}.")
+            raise ConfigError(f"{name} must be a list of {self.n_features} numbers, got {value!r}.")
+        value = [_plain(v) for v in value]
         per_config = isinstance(value[0], (list, tuple))
         rows = list(value) if per_config else [value]
         if per_config and len(rows) != len(self.density):
             raise ConfigError(
-                f"per-configuration importance needs {len(self.density)} lists (one per density), got {len(rows)}."
+                f"per-configuration {name} needs {len(self.density)} lists (one per density), got {len(rows)}."
             )
         out = []
         for row in rows:
             if not isinstance(row, (list, tuple)) or len(row) != self.n_features:
-                raise ConfigError(f"importance needs {self.n_features} values (one per feature), got {row!r}.")
+                raise ConfigError(f"{name} needs {self.n_features} values (one per feature), got {row!r}.")
             vals = [_finite("importance", v) for v in row]
             if any(v < 0 for v in vals):
-                raise ConfigError(f"importance values must be >= 0, got {vals}.")
+                raise ConfigError(f"{name} values must be >= 0, got {vals}.")
             out.append(vals)
         return out if per_config else out[0]
 
@@ -231,15 +289,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            import difflib
-
-            hint = difflib.get_close_matches(unknown[0], names, n=1)
-            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise ConfigError(f"unknown configuration key {unknown[0]!r}{extra}.")
-        return cls(**data)
+        """From JSON/YAML-style data; field names, the aliases and kebab-case spellings are accepted."""
+        return cls(**canonical_keys(data))
 
 
 def versions() -> dict[str, str]:

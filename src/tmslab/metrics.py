@@ -1,9 +1,11 @@
 """Metrics computed from a model's weights alone (paper-spec §3), batched over instances.
 
 Every function takes the on-disk layout W [instances, hidden, features] (column W[k, :, i] is feature
-i's direction in instance k); pass a single model as W[None]. Computations run in float64, because the
-known-answer checks (tight-frame dimensionalities, Σ D_i ≤ m) are exact to 1e-9, and results are
-returned in float64.
+i's direction in instance k), or a single model W [hidden, features], as a torch tensor or a numpy
+array; a single model gets its results without the instance dimension (one list of components from
+`polytopes`, a [features] tensor from `feature_dimensionality`, …). Computations run in float64,
+because the known-answer checks (tight-frame dimensionalities, Σ D_i ≤ m) are exact to 1e-9, and
+results are returned as float64 torch tensors.
 
 Groups:
 - feature geometry: norms, Gram matrix, superposition/polysemanticity, ‖W‖_F², D*, D_i (§2.3, §2.6);
@@ -16,10 +18,14 @@ Groups:
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -51,23 +57,76 @@ ANGLE_TOLERANCE_DEG = 5.0
 
 
 def _f64(x: Tensor) -> Tensor:
-    return x.detach().to(torch.float64)
+    return torch.as_tensor(x).detach().to(torch.float64)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _first(out: Any) -> Any:
+    """Drop the instance dimension of a result computed for a batch of one."""
+    if isinstance(out, Tensor | list):
+        return out[0]
+    if isinstance(out, tuple):
+        return tuple(_first(o) for o in out)
+    if dataclasses.is_dataclass(out):
+        return dataclasses.replace(out, **{f.name: _first(getattr(out, f.name)) for f in dataclasses.fields(out)})
+    return out
+
+
+def one_or_batch(**single_ndim: int) -> Callable[[F], F]:
+    """Let a batched metric take one model too, and numpy arrays as well as tensors.
+
+    `single_ndim` gives, per array argument, its number of dimensions for a single model (W: 2). When
+    the first of them has that many dimensions, every such argument gets an instance dimension of 1 and
+    the result loses it again.
+    """
+
+    def wrap(fn: F) -> F:
+        sig = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            bound = sig.bind(*args, **kwargs)
+            single = None
+            for name, nd in single_ndim.items():
+                value = bound.arguments.get(name)
+                if value is None:
+                    continue
+                t = value if isinstance(value, Tensor) else torch.as_tensor(value)
+                if single is None:
+                    if t.ndim < nd:
+                        raise ValueError(
+                            f"{fn.__name__}: {name} must have {nd} dimensions (one model) or {nd + 1} (a batch of "
+                            f"instances), got shape {tuple(t.shape)}."
+                        )
+                    single = t.ndim == nd
+                bound.arguments[name] = t[None] if single and t.ndim == nd else t
+            out = fn(*bound.args, **bound.kwargs)
+            return _first(out) if single else out
+
+        return inner  # type: ignore[return-value]
+
+    return wrap
 
 
 # ---- feature geometry (§2.3, §2.6) -----------------------------------------------------------------
 
 
+@one_or_batch(W=2)
 def feature_norms(W: Float[Tensor, "instances hidden features"]) -> Float[Tensor, "instances features"]:
     """‖W_i‖ per feature: ≈ 1 represented, ≈ 0 not (§2.3)."""
     return _f64(W).norm(dim=-2)
 
 
+@one_or_batch(W=2)
 def gram(W: Float[Tensor, "instances hidden features"]) -> Float[Tensor, "instances features features"]:
     """WᵀW, the only meaningful object of the ReLU-output model (rotation symmetry, §1.2)."""
     W = _f64(W)
     return W.transpose(-1, -2) @ W
 
 
+@one_or_batch(W=2)
 def superposition(W: Float[Tensor, "instances hidden features"]) -> Float[Tensor, "instances features"]:
     """Σ_{j≠i} (Ŵ_i·W_j)² per feature: the paper's bar colour (§2.3, §3).
 
@@ -80,16 +139,19 @@ def superposition(W: Float[Tensor, "instances hidden features"]) -> Float[Tensor
     return (proj**2).sum(-1) - torch.diagonal(proj, dim1=-2, dim2=-1) ** 2
 
 
+@one_or_batch(W=2)
 def polysemanticity(W: Float[Tensor, "instances hidden features"]) -> Float[Tensor, "instances features"]:
     """sqrt(Σ_{j≠i} (Ŵ_i·W_j)²): the notebook's variant of the bar colour (§3 [NB])."""
     return superposition(W).clamp_min(0).sqrt()
 
 
+@one_or_batch(W=2)
 def learned_features(W: Float[Tensor, "instances hidden features"]) -> Float[Tensor, " instances"]:
     """‖W‖_F², ≈ the number of learned features since ‖W_i‖² is ≈ 0 or 1 (§2.6.1)."""
     return (_f64(W) ** 2).sum((-2, -1))
 
 
+@one_or_batch(W=2)
 def dimensions_per_feature(W: Float[Tensor, "instances hidden features"]) -> Float[Tensor, " instances"]:
     """D* = m / ‖W‖_F², sticky at 1 and 1/2 (§2.6.1); its inverse is 'features per dimension' (§2.8)."""
     return W.shape[-2] / learned_features(W)
@@ -105,6 +167,7 @@ def _dimensionality(G: Float[Tensor, "instances items items"]) -> Float[Tensor, 
     return torch.where(dead, torch.zeros_like(diag), diag**2 / torch.where(dead, torch.ones_like(denom), denom))
 
 
+@one_or_batch(W=2)
 def feature_dimensionality(W: Float[Tensor, "instances hidden features"]) -> Float[Tensor, "instances features"]:
     """D_i = ‖W_i‖² / Σ_j (Ŵ_i·W_j)² (j over all features), 0 where ‖W_i‖ < DEAD_NORM (§2.6.2).
 
@@ -114,6 +177,7 @@ def feature_dimensionality(W: Float[Tensor, "instances hidden features"]) -> Flo
     return _dimensionality(gram(W))
 
 
+@one_or_batch(h=2)
 def datapoint_dimensionality(h: Float[Tensor, "instances batch hidden"]) -> Float[Tensor, "instances batch"]:
     """D_{X_i} = ‖h_i‖² / Σ_j (ĥ_i·h_j)² over a batch of hidden vectors h_i = W X_i (follow-up §6.1)."""
     h = _f64(h)
@@ -197,6 +261,7 @@ def _label(cols: Tensor, dims: Tensor, rank: int, d_tol: float) -> str:
     return f"{k}-point tight frame in {rank}-D"
 
 
+@one_or_batch(W=2)
 def polytopes(
     W: Float[Tensor, "instances hidden features"],
     threshold: float = EDGE_THRESHOLD,
@@ -247,6 +312,7 @@ def describe_polytopes(components: list[Component]) -> str:
 # ---- m = 2 angles (E1, E7) -------------------------------------------------------------------------
 
 
+@one_or_batch(W=2)
 def feature_angles(W: Float[Tensor, "instances two features"]) -> Float[Tensor, "instances features"]:
     """Direction of each feature in degrees, atan2(W[1], W[0]) ∈ (−180, 180] (m = 2 models only)."""
     if W.shape[-2] != 2:
@@ -255,6 +321,7 @@ def feature_angles(W: Float[Tensor, "instances two features"]) -> Float[Tensor, 
     return torch.rad2deg(torch.atan2(W[:, 1], W[:, 0]))
 
 
+@one_or_batch(W=2)
 def angular_gaps(
     W: Float[Tensor, "instances two features"], norm_threshold: float = LEARNED_NORM, sort: bool = True
 ) -> list[Float[Tensor, " learned"]]:
@@ -273,6 +340,7 @@ def angular_gaps(
     return out
 
 
+@one_or_batch(W=2)
 def neighbour_gaps(
     W: Float[Tensor, "instances two features"], feature: int, norm_threshold: float = LEARNED_NORM
 ) -> Float[Tensor, "instances 2"]:
@@ -300,6 +368,7 @@ def neighbour_gaps(
 DEAD_NEURON = 1e-3
 
 
+@one_or_batch(W=2)
 def neuron_feature_counts(
     W: Float[Tensor, "instances neurons features"], rel_threshold: float = 0.1
 ) -> Int[Tensor, "instances neurons"]:
@@ -314,6 +383,7 @@ def neuron_feature_counts(
     return torch.where(top[..., 0] < DEAD_NEURON, torch.zeros_like(counts), counts)
 
 
+@one_or_batch(W=2)
 def polysemantic_neurons(
     W: Float[Tensor, "instances neurons features"], rel_threshold: float = 0.1
 ) -> Bool[Tensor, "instances neurons"]:
@@ -321,6 +391,7 @@ def polysemantic_neurons(
     return neuron_feature_counts(W, rel_threshold) >= 2
 
 
+@one_or_batch(W=2)
 def monosemantic_neurons(
     W: Float[Tensor, "instances neurons features"], rel_threshold: float = 0.1
 ) -> Bool[Tensor, "instances neurons"]:
@@ -328,6 +399,7 @@ def monosemantic_neurons(
     return neuron_feature_counts(W, rel_threshold) == 1
 
 
+@one_or_batch(W=2)
 def neurons_per_feature(
     W: Float[Tensor, "instances neurons features"], rel_threshold: float = 0.2
 ) -> Int[Tensor, "instances features"]:
@@ -341,6 +413,7 @@ def neurons_per_feature(
     return torch.where(top[..., 0, :] < DEAD_NEURON, torch.zeros_like(counts), counts)
 
 
+@one_or_batch(W=2)
 def features_per_neuron(
     W: Float[Tensor, "instances neurons features"], rel_threshold: float = 0.2
 ) -> Int[Tensor, "instances neurons"]:
@@ -348,6 +421,7 @@ def features_per_neuron(
     return neurons_per_feature(_f64(W).transpose(-1, -2), rel_threshold)
 
 
+@one_or_batch(W=2)
 def features_in_superposition(
     W: Float[Tensor, "instances neurons features"], threshold: float = 0.1
 ) -> Bool[Tensor, "instances features"]:
@@ -355,6 +429,7 @@ def features_in_superposition(
     return superposition(W) > threshold
 
 
+@one_or_batch(W1=2, W2=2)
 def abs_rescale(
     W1: Float[Tensor, "instances hidden features"], W2: Float[Tensor, "instances features hidden"]
 ) -> tuple[Float[Tensor, "instances hidden features"], Float[Tensor, "instances features hidden"]]:
@@ -371,6 +446,7 @@ def abs_rescale(
 # ---- adversarial robustness (§2.8, E13) -------------------------------------------------------------
 
 
+@one_or_batch(W=2)
 def attack_directions(W: Float[Tensor, "instances hidden features"]) -> Float[Tensor, "instances attacks features"]:
     """Row i is the unit L2 attack on feature i, (WᵀW)_i / ‖(WᵀW)_i‖ (§2.8); zero for a dead feature.
 
@@ -441,6 +517,7 @@ class AttackResult:
     """λ, the attack's L2 norm."""
 
 
+@one_or_batch(W=2, b=1, x=2, importance=1)
 def adversarial_losses(
     W: Float[Tensor, "instances hidden features"],
     b: Float[Tensor, "instances features"],

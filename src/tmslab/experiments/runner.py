@@ -6,7 +6,6 @@ checks, figures, summary.json and the HTML report. Resumable at two levels: a fi
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +14,17 @@ from typing import Any
 from tmslab.config import ConfigError, versions
 from tmslab.experiments import EXPERIMENTS, get
 from tmslab.experiments.base import Context, Experiment
-from tmslab.io import RunFormatError, atomic_write_json, load_run, save_run
+from tmslab.io import (
+    RunFormatError,
+    atomic_write_json,
+    load_run,
+    make_dir,
+    output_kind,
+    prepare_output_dir,
+    remove_output,
+    save_run,
+)
+from tmslab.progress import Interrupted
 
 RESULTS = "results.json"
 SUMMARY = "summary.json"
@@ -59,8 +68,7 @@ def run_experiment(exp: Experiment, out: Path, quick: bool, progress: bool = Tru
     """Train (or reuse) the experiment's runs and sweeps, analyse them, write figures and results.json."""
     from tmslab.plots import save_figure
 
-    edir = out / exp.name
-    edir.mkdir(parents=True, exist_ok=True)
+    edir = make_dir(out / exp.name)
     start = time.perf_counter()
     ctx = Context(out=edir, quick=quick)
     configs = exp.runs(quick)
@@ -162,23 +170,21 @@ def reproduce(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the selected experiments into `out` and build summary.json and index.html."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is an existing file; give a directory.")
     experiments = select(only)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_output_dir(out, "reproduce", resume=True)  # an earlier reproduce folder is resumed
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from tmslab.progress import bar as progress_bar
 
-        bar = tqdm(total=len(experiments), desc="reproduce", unit="experiment")
+        bar = progress_bar(len(experiments), "reproduce", "experiment")
+    done = 0
     try:
         for exp in experiments:
             edir = out / exp.name
             if bar is not None:
                 bar.set_postfix_str(exp.name)
-            if force and edir.exists():
-                shutil.rmtree(edir)
+            if force and output_kind(edir) is not None:
+                remove_output(edir)  # only what tmslab wrote there
             if _is_done(edir, quick):
                 log(f"{exp.name}: done earlier, skipped (use --force to recompute)")
             else:
@@ -188,8 +194,12 @@ def reproduce(
                 for c in res["checks"]:
                     mark = "PASS" if c["passed"] else "FAIL"
                     log(f"  [{mark}] {c['name']}: {c['measured']} (expected {c['expected']})")
+            done += 1
             if bar is not None:
                 bar.update(1)
+    except KeyboardInterrupt:
+        kept = f" (finished runs of {experiments[done].name} kept)" if done < len(experiments) else ""
+        raise Interrupted(f"{done}/{len(experiments)} experiments done{kept}") from None
     finally:
         if bar is not None:
             bar.close()

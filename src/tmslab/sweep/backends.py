@@ -1,6 +1,8 @@
 """Backends: where jobs run. Each one calls `on_done(JobOutput)` in the driver as jobs finish.
 
-local  — a process pool (spawn) on this machine; in-process when one worker suffices.
+local  — a process pool (forkserver) on this machine; in-process when one worker suffices.
+         Workers neither import the caller's script (so a script without an `if __name__ ==
+         "__main__":` guard is safe) nor react to Ctrl-C: the driver stops them on KeyboardInterrupt.
 ray    — one Ray task per job on an existing cluster (`address`) or a local one; a task whose
          worker dies is retried (`max_retries`). Tasks return their output; the driver writes it.
 
@@ -10,10 +12,14 @@ weights do not depend on the thread count (see training/fast.py).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import sys
 import threading
 import time
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
 from tmslab.sweep.execute import JobOutput, execute_job, set_threads
@@ -66,7 +72,19 @@ def _init_worker(threads: int, driver: int) -> None:
     # Pool workers hold both ends of the call queue, so they never see EOF when the driver is
     # SIGKILLed: without this watchdog they (and the forkserver) would linger forever.
     threading.Thread(target=_watch_driver, args=(driver,), daemon=True).start()
+    signal.signal(signal.SIGTERM, _exit_on_term)
     set_threads(threads)
+
+
+def _exit_on_term(signum: int, frame: object) -> None:
+    """The driver stops a worker with SIGTERM (Ctrl-C, `_stop_workers`): exit at once, but first release
+    the named semaphores this process registered (numba's thread-launch lock), which multiprocessing's
+    resource tracker would otherwise report as "leaked" when the driver exits."""
+    from multiprocessing import util
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a group-wide SIGTERM and the driver's may both arrive
+    util._run_finalizers(0)  # what a normal exit runs first; private, but the only way short of exiting
+    os._exit(128 + signum)
 
 
 def run_local(spec: SweepSpec, jobs: list[Job], on_done: OnDone, workers: int | None = None) -> None:
@@ -92,7 +110,12 @@ def run_local(spec: SweepSpec, jobs: list[Job], on_done: OnDone, workers: int | 
     with ProcessPoolExecutor(
         workers, mp_context=ctx, initializer=_init_worker, initargs=(threads, os.getpid())
     ) as pool:
-        pending: dict[Future, Job] = {pool.submit(execute_job, spec, job): job for job in jobs}
+        try:
+            with _worker_start():  # processes start on submit
+                pending: dict[Future, Job] = {pool.submit(execute_job, spec, job): job for job in jobs}
+        except KeyboardInterrupt:
+            _stop_workers(pool)
+            raise
         error: BaseException | None = None
         try:
             while pending:
@@ -113,9 +136,50 @@ def run_local(spec: SweepSpec, jobs: list[Job], on_done: OnDone, workers: int | 
         except BaseException:
             for other in pending:
                 other.cancel()
+            _stop_workers(pool)  # Ctrl-C / SIGTERM: do not wait for the running jobs
             raise
         if error is not None:
             raise error
+
+
+@contextlib.contextmanager
+def _worker_start() -> Iterator[None]:
+    """Start pool processes that run only tmslab code and ignore Ctrl-C.
+
+    * SIGINT is blocked while they start: the forkserver (started here on first use) and every worker
+      forked from it inherit the mask, so a Ctrl-C sent to the whole process group reaches only this
+      driver, which stops them (`_stop_workers`) instead of each printing a KeyboardInterrupt traceback.
+    * `__main__` is hidden: multiprocessing would otherwise re-import the caller's script in the
+      forkserver and in every worker, re-running a script without an `if __name__ == "__main__":` guard.
+      Jobs are tmslab objects and never need the caller's module.
+    """
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    blocked = threading.current_thread() is threading.main_thread()
+    if blocked:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
+        if blocked:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a pending Ctrl-C is raised now
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate the pool's processes at once (the jobs they run are lost; committed jobs are kept)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(timeout=5)
+        if p.is_alive():
+            p.kill()
+    # The pool's manager thread now sees dead workers and closes its queues; waiting for it releases
+    # their semaphores (otherwise reported as "leaked" by multiprocessing's resource tracker at exit).
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _checked(job: Job, get: Callable[[], JobOutput]) -> JobOutput:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
 
 from tmslab.config import ConfigError
-from tmslab.io import check_out_dir
+from tmslab.io import check_output_dir
+from tmslab.naming import plural, spelled
+from tmslab.progress import Interrupted
 from tmslab.sweep import store
 from tmslab.sweep.backends import run_local, run_ray, thread_split
 from tmslab.sweep.execute import JobOutput
@@ -37,12 +40,60 @@ def check_resources(out: Path, jobs: list[Job], workers: int) -> None:
             f"{total / 2**30:.1f} GiB; pass fewer --workers or a smaller max_instances."
         )
     need = weight_bytes(jobs)
-    existing = out if out.exists() else out.resolve().parent
+    existing = out.resolve()
+    while not existing.exists():  # missing parents are created later, as mkdir -p would
+        existing = existing.parent
     free = shutil.disk_usage(existing).free
     if need > free:
         raise ConfigError(
             f"the sweep's weights need ≈{need / 2**30:.2f} GiB but {existing} has {free / 2**30:.2f} GiB free."
         )
+
+
+@dataclass
+class SweepPlan:
+    """A checked sweep: what `run_sweep` will do (see `check_sweep`)."""
+
+    spec: SweepSpec
+    jobs: list[Job]
+    mine: list[Job]
+    """The jobs of this shard (all jobs without sharding)."""
+    digest: str
+    fresh: bool
+    """True if `out` holds no sweep of this spec yet (it is initialised before the jobs run)."""
+
+
+def check_sweep(
+    spec: Any,
+    out: str | os.PathLike[str],
+    *,
+    backend: Backend = "local",
+    workers: int | None = None,
+    shard: tuple[int, int] | None = None,
+    force: bool = False,
+    max_retries: int = 3,
+) -> SweepPlan:
+    """Everything a sweep checks before it writes (spec, options, `out`, resume, memory, disk); writes nothing.
+
+    `tms sweep --dry-run` runs exactly this, so it refuses what the real run would refuse.
+    """
+    out = Path(out)
+    spec = load_spec(spec)
+    jobs = plan_jobs(spec)
+    if backend not in ("local", "ray"):
+        raise ConfigError(f"{spelled('backend')} must be local or ray, got {backend!r}.")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"{spelled('workers')} must be >= 1, got {workers}.")
+    if max_retries < 0:
+        raise ConfigError(f"{spelled('max_retries')} must be >= 0, got {max_retries}.")
+    # An existing sweep folder is resumed (the spec digest decides); anything else is refused here.
+    check_output_dir(out, "sweep", force=force, resume=True)
+    digest = store.plan_digest(spec, jobs)
+    fresh = store.check_resume(out, spec, digest, force)
+    mine = select_shard(jobs, shard)
+    n_workers, _ = thread_split(len(mine), workers)
+    check_resources(out, jobs if fresh else mine, n_workers if backend == "local" else 1)
+    return SweepPlan(spec, jobs, mine, digest, fresh)
 
 
 def run_sweep(
@@ -60,24 +111,14 @@ def run_sweep(
     """Run (or resume) a sweep into `out`; return its table (one row per run, grid order).
 
     spec: a dict, a YAML/TOML path or a SweepSpec. With `shard=(i, n)` only that share of the jobs
-    runs and the share's rows are returned; `merge(out)` then assembles results.parquet.
+    runs and the share's rows are returned; `merge(out)` then assembles results.parquet. Missing
+    parent folders of `out` are created. On Ctrl-C the workers are stopped and `progress.Interrupted`
+    is raised; finished jobs are kept and the same call resumes.
     """
     out = Path(out)
-    spec = load_spec(spec)
-    jobs = plan_jobs(spec)
-    if backend not in ("local", "ray"):
-        raise ConfigError(f"backend must be local or ray, got {backend!r}.")
-    if workers is not None and workers < 1:
-        raise ConfigError(f"workers must be >= 1, got {workers}.")
-    if max_retries < 0:
-        raise ConfigError(f"max_retries must be >= 0, got {max_retries}.")
-    check_out_dir(out, force=True)  # a sweep directory may hold earlier results: the spec digest decides
-    digest = store.plan_digest(spec, jobs)
-    fresh = store.check_resume(out, spec, digest, force)
-    mine = select_shard(jobs, shard)
-    n_workers, _ = thread_split(len(mine), workers)
-    check_resources(out, jobs if fresh else mine, n_workers if backend == "local" else 1)
-    if fresh:
+    plan = check_sweep(spec, out, backend=backend, workers=workers, shard=shard, force=force, max_retries=max_retries)
+    spec, jobs, mine, digest = plan.spec, plan.jobs, plan.mine, plan.digest
+    if plan.fresh:
         store.initialise(out, spec, digest, len(jobs))
     store.cleanup(out, mine)
     if shard is None:
@@ -92,14 +133,17 @@ def run_sweep(
 
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from tmslab.progress import bar as progress_bar
 
-        bar = tqdm(total=len(mine), initial=len(mine) - len(todo), desc="sweep", unit="job", mininterval=0.5)
+        bar = progress_bar(len(mine), "sweep", "job", initial=len(mine) - len(todo))
     last_write = time.monotonic()
 
+    finished = len(mine) - len(todo)
+
     def on_done(output: JobOutput) -> None:
-        nonlocal last_write
+        nonlocal last_write, finished
         store.commit(out, output)
+        finished += 1
         if bar is not None:
             bar.update(1)
         if shard is None and time.monotonic() - last_write > RESULTS_EVERY_S:
@@ -112,6 +156,8 @@ def run_sweep(
             run_local(spec, todo, on_done, workers)
         else:
             run_ray(spec, todo, on_done, address=address, max_retries=max_retries)
+    except KeyboardInterrupt:  # the backend has stopped its workers; every committed job is kept
+        raise Interrupted(f"{finished}/{len(mine)} jobs done") from None
     finally:
         if bar is not None:
             bar.close()
@@ -160,6 +206,6 @@ def load_weights(out: str | os.PathLike[str], row: Any) -> dict[str, Any]:
 
 def describe(spec: SweepSpec, jobs: list[Job]) -> str:
     sizes = sorted({j.n_instances for j in jobs})
-    size = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]}–{sizes[-1]}"
-    runs = f"{spec.n_runs} runs ({spec.n_points} grid points × {spec.restarts} restarts)"
-    return f"{runs} in {len(jobs)} jobs of {size} instances"
+    size = plural(sizes[0], "instance") if len(sizes) == 1 else f"{sizes[0]}–{sizes[-1]} instances"
+    runs = f"{plural(spec.n_runs, 'run')} ({plural(spec.n_points, 'grid point')} × {plural(spec.restarts, 'restart')})"
+    return f"{runs} in {plural(len(jobs), 'job')} of {size}"

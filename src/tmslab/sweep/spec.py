@@ -27,13 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from tmslab.config import ConfigError, TrainConfig
+from tmslab.naming import ALIASES, canonical  # features / hidden, accepted in base and grid like everywhere else
 
 #: TrainConfig fields a grid can vary per configuration: packed as instances of one job.
 CONFIG_AXES = ("density", "density_of", "importance_ratio", "importance_decay")
 #: TrainConfig fields that are never axes: restarts is its own key, the rest are per-run lists.
 NOT_AXES = ("restarts", "seed", "importance", "record_every")
-#: Aliases accepted in base and grid (besides kebab-case spellings of every field).
-ALIASES = {"features": "n_features", "hidden": "n_hidden"}
 TOP_KEYS = ("base", "grid", "restarts", "seed", "max_instances")
 RANGE_KEYS = ("log_range", "linear_range", "points")
 #: Refuse grids whose job list alone would be unreasonably large to enumerate.
@@ -51,8 +50,7 @@ def canonical_name(name: Any, where: str, valid: list[str] | tuple[str, ...]) ->
     """'batch-size' → 'batch_size', 'features' → 'n_features'; unknown names suggest the closest valid one."""
     if not isinstance(name, str):
         raise ConfigError(f"{where} keys must be names, got {name!r}.")
-    canon = name.replace("-", "_")
-    canon = ALIASES.get(canon, canon)
+    canon = canonical(name)
     if canon not in valid:
         candidates = [*valid, *(a for a, target in ALIASES.items() if target in valid)]
         raise ConfigError(f"unknown {where} key {name!r}{_suggest(canon, candidates)}.")

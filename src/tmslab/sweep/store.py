@@ -21,7 +21,8 @@ from typing import Any
 import pandas as pd
 
 from tmslab.config import ConfigError
-from tmslab.io import atomic_write_json, atomic_write_parquet, load_run, save_run
+from tmslab.io import atomic_write_json, atomic_write_parquet, load_run, make_dir, output_kind, remove_output, save_run
+from tmslab.naming import option, spelled
 from tmslab.sweep.execute import JobOutput, job_rows
 from tmslab.sweep.plan import Job
 from tmslab.sweep.spec import SweepSpec
@@ -38,12 +39,10 @@ def plan_digest(spec: SweepSpec, jobs: list[Job]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def existing_digest(out: Path, force: bool = False) -> tuple[dict[str, Any] | None, str | None]:
+def existing_digest(out: Path) -> tuple[dict[str, Any] | None, str | None]:
     """(stored spec, digest) of DIR, or (None, None) if DIR holds no sweep."""
     path = out / SPEC
     if not path.exists():
-        if out.is_dir() and any(out.iterdir()) and not force:
-            raise ConfigError(f"--out {out} is not empty and holds no sweep (no {SPEC}); choose another path.")
         return None, None
     try:
         stored = json.loads(path.read_text())
@@ -54,25 +53,23 @@ def existing_digest(out: Path, force: bool = False) -> tuple[dict[str, Any] | No
 
 def check_resume(out: Path, spec: SweepSpec, digest: str, force: bool) -> bool:
     """Refuse a changed spec against an existing DIR (unless force); True if DIR must be (re)initialised."""
-    stored, old = existing_digest(out, force)
+    stored, old = existing_digest(out)
     if old is None or old == digest:
         return old is None
     if not force:
         changed = sorted(k for k in spec.to_dict() if stored.get(k) != spec.to_dict()[k]) or ["packing"]
         raise ConfigError(
             f"{out} holds a sweep of a different spec (changed: {', '.join(changed)}); "
-            "use a new --out, or pass --force to discard its results."
+            f"use a new {spelled('out')}, or pass {option('force')} to discard its results."
         )
     return True
 
 
 def initialise(out: Path, spec: SweepSpec, digest: str, n_jobs: int) -> None:
-    """Start DIR afresh: drop any old results, then write spec.json (last, atomically)."""
-    for name in (JOBS, ROWS):
-        shutil.rmtree(out / name, ignore_errors=True)
-    (out / RESULTS).unlink(missing_ok=True)
-    (out / SPEC).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
+    """Start DIR afresh: drop the old results (only files tmslab wrote), then write spec.json (last, atomically)."""
+    if output_kind(out) is not None:
+        remove_output(out)
+    make_dir(out, "sweep")
     atomic_write_json(out / SPEC, {"format": FORMAT, "digest": digest, "n_jobs": n_jobs, "spec": spec.to_dict()})
 
 
@@ -105,14 +102,13 @@ def cleanup(out: Path, jobs: list[Job]) -> None:
 
 def write_rows(out: Path, job_id: str, rows: pd.DataFrame) -> None:
     """DIR/rows/<job>.parquet, atomically (temporary file in the same directory, fsync, rename)."""
-    d = out / ROWS
-    d.mkdir(exist_ok=True)
+    d = make_dir(out / ROWS)
     atomic_write_parquet(d / f"{job_id}.parquet", rows)
 
 
 def commit(out: Path, output: JobOutput) -> None:
     """Write a finished job: its run directory first, then its rows (which mark it done)."""
-    (out / JOBS).mkdir(exist_ok=True)
+    make_dir(out / JOBS)
     save_run(out / JOBS / output.job_id, output.result, force=True)
     write_rows(out, output.job_id, output.rows)
 

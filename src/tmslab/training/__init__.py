@@ -159,6 +159,7 @@ def train(
     `init_params` (on-disk names and shapes) replaces the initialisation, to continue training saved
     weights with a fresh optimiser (e.g. successive halving over restarts).
     """
+    config.validate()  # a config edited after creation is checked again, not left to fail inside torch
     check_fits(config)
     engine = _engine(config)
     model, dist, importance = build(config)
@@ -174,9 +175,9 @@ def train(
 
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from tmslab.progress import bar as progress_bar
 
-        bar = tqdm(total=config.steps, desc=desc, unit="step", leave=False, mininterval=0.5)
+        bar = progress_bar(config.steps, desc, "step", leave=False)
 
     def tick(step: int) -> None:
         if bar is not None:
