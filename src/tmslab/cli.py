@@ -215,7 +215,7 @@ def reproduce(
 
         torch.set_num_threads(threads)
     summary = run_all(out, only=only, quick=quick, force=force, progress=not quiet, log=typer.echo)
-    typer.echo(f"{summary['passed']}/{summary['total']} checks passed; report: {out / 'index.html'}")
+    typer.echo(f"{summary['line']}; report: {out / 'index.html'}")
 
 
 @app.command()
