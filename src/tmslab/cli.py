@@ -241,8 +241,9 @@ def report(
     else:
         from tmslab.experiments.runner import build_index, write_summary
 
-        write_summary(directory)
+        summary = write_summary(directory)
         path = build_index(directory)
+        typer.echo(summary["line"])
     typer.echo(f"wrote {path}")
 
 

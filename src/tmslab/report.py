@@ -324,7 +324,7 @@ def build_report(
             n_na=sum(s["n_na"] for s in ctx_sections),
             tally=t,
             fidelity=fidelity,
-            counts=counts_line(t, fidelity),
+            counts=counts_line(t),  # the fidelity has its own badge beside it
         )
     )
     index = out_dir / "index.html"
