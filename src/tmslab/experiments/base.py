@@ -175,8 +175,8 @@ class Experiment:
     """Choices made where the paper or spec is silent, shown in the report."""
     quick_not_evaluated: tuple[str, ...] = ()
     """Claims (substrings of their check names) that quick fidelity cannot show: `tms reproduce --quick` records
-    them as "not evaluated (needs full fidelity)" (`gate_quick`). Every other claim passes at quick fidelity for
-    3 of 3 seeds (issue 12 §4; pinned by tests/test_reproduce.py)."""
+    them as "not evaluated (needs full fidelity)" (`gate_quick`). Every other claim must pass at quick fidelity
+    (issue 12 §4; pinned by tests/test_reproduce.py on the experiments' own seeds)."""
 
     def runs(self, quick: bool) -> dict[str, TrainConfig]:
         """Named training runs; each is saved under DIR/<experiment>/<name>/."""
