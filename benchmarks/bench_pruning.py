@@ -24,6 +24,7 @@ from dataclasses import replace
 import torch
 
 from tmslab.experiments.privileged import PLAN, _base, _exhaustive_plan, signature, successive_halving
+from tmslab.experiments.privileged import plan_cost as cost
 from tmslab.training import train
 from tmslab.training.fast import ensure_cached
 
@@ -37,11 +38,6 @@ PLANS = {
     # Control: the in-use rounds (fresh AdamW state and data at each) without pruning — are misses pruning's?
     "keep all": [(1000, 500), (1000, 2000), (1000, 5000), (1000, 10000)],
 }
-
-
-def cost(plan: list[tuple[int, int]]) -> int:
-    """Instance-steps per configuration."""
-    return sum(k * (s - (plan[i - 1][1] if i else 0)) for i, (k, s) in enumerate(plan))
 
 
 def plans(seeds: list[int], restarts: int = 16) -> None:

@@ -84,7 +84,11 @@ def test_record_every_saves_history(make_config):
     assert h["step"].tolist() == [0, 10, 20]
     assert h["loss"].shape == (3, config.n_instances)
     assert h["W"].shape == (3, config.n_instances, 2, 5)
-    torch.testing.assert_close(h["W"][-1], h["W"][-1])
+    # The record at step s holds the weights after update s (s + 1 updates): a run stopped there ends on them.
+    for k, step in enumerate(h["step"].tolist()):
+        stopped = train(make_config(steps=step + 1))
+        torch.testing.assert_close(h["W"][k], stopped.params["W"], rtol=0, atol=0)
+    assert not torch.equal(h["W"][0], h["W"][-1])
 
 
 def test_reference_engine_trains_down(make_config):

@@ -340,7 +340,7 @@ def reproduce(
     log = typer.echo if not quiet else (lambda line: None)
     summary = run_all(out, only=only, quick=quick, force=force, progress=not quiet, log=log)
     if quiet < 2:
-        typer.echo(f"{summary['passed']}/{summary['total']} checks passed; report: {out / 'index.html'}")
+        typer.echo(f"{summary['line']}; report: {out / 'index.html'}")
 
 
 @app.command()
@@ -375,7 +375,8 @@ def report(
         from tmslab.experiments.runner import build_index, write_summary
 
         path = build_index(directory)  # refuses a folder without results before anything is written
-        write_summary(directory)
+        summary = write_summary(directory)
+        typer.echo(summary["line"])
     typer.echo(f"wrote {path}")
 
 

@@ -2,8 +2,13 @@
 
 Sampling cannot rank the candidate solutions of the small models of §2.5–§2.6.4: at low density they
 differ only when two features are active together (probability ≈ s²; at s = 0.01 one sample in 10⁴).
-Here the expectation L = E_x Σ_i I_i (x_i − ReLU(WᵀWx + b)_i)² is exact over *which* features are
-active (every subset, weighted by its probability) and a midpoint rule over their values in [0, 1].
+Here the expectation L = E_x Σ_i I_i (x_i − ReLU(WᵀWx + b)_i)² is summed exactly over *which* features
+are active (every subset, weighted by its probability) and integrated over their values in [0, 1] by a
+midpoint rule — a quadrature, not a closed form: with `points` nodes per active subset (q = points^(1/k)
+per value for k active values) its error is O(1/q²). Measured against 65,536 nodes (tests/test_population.py)
+on n = 5 models, the default 1024 nodes are within 1.3 · 10⁻⁴ (relative) at density 0.05 and 1.7 · 10⁻³ at
+density 0.3, where subsets of four or five active features get only 4–6 nodes per value. "Exact" in the
+experiments' words means this: no sampling noise, and a quadrature error far below the loss gaps compared.
 
 `minimise` polishes a solution to the nearest critical point of that exact loss (L-BFGS). The
 experiments use it as an arbiter: where a trained model and a spec's number disagree, the optimum of
@@ -108,10 +113,16 @@ def minimise(
     """Polish every instance to a nearby critical point of `population_loss` (L-BFGS with a strong-Wolfe line
     search, one instance at a time: a joint run would stop on the summed loss before every instance has
     converged). Returns (W, b, loss) in float64."""
-    polished = [
-        _polish(W[k : k + 1], b[k : k + 1], (importance[k : k + 1], density[k : k + 1], set_size, points), iterations)
-        for k in range(W.shape[0])
-    ]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: a second thread only adds synchronisation (13× slower on a busy CPU)
+    try:
+        polished = [
+            _polish(W[k : k + 1], b[k : k + 1], (importance[k : k + 1], density[k : k + 1], set_size, points),
+                    iterations)
+            for k in range(W.shape[0])
+        ]
+    finally:
+        torch.set_num_threads(threads)
     W, b = torch.cat([w for w, _ in polished]), torch.cat([c for _, c in polished])
     with torch.no_grad():
         return W, b, population_loss(W, b, importance, density, set_size, points)

@@ -28,13 +28,15 @@ import jinja2
 
 from tmslab.io import atomic_write_bytes
 
-__all__ = ["Check", "Section", "build_report", "check", "default_meta"]
+__all__ = ["Check", "Section", "build_report", "check", "counts_line", "default_meta", "tally"]
 
 TEMPLATE = "report.html.j2"
 
 
 class Check(TypedDict, total=False):
-    """One quantitative check: ``passed`` is True / False, or None when it was not evaluated."""
+    """One quantitative check: ``passed`` is True / False, or None when it was not evaluated. ``kind`` is claim or
+    sanity and ``status`` pass / fail / superseded / not evaluated, with its ``reason`` (paper-spec §7.1 D9);
+    without a status, it follows ``passed``."""
 
     name: str
     measured: Any
@@ -42,6 +44,9 @@ class Check(TypedDict, total=False):
     source: str
     passed: bool | None
     note: str
+    kind: str
+    status: str
+    reason: str
 
 
 def check(name: str, measured: Any, expected: Any, passed: bool | None, source: str = "", note: str = "") -> Check:
@@ -90,6 +95,43 @@ def default_meta() -> dict[str, str]:
     except ImportError:  # pragma: no cover - torch is a hard dependency of tmslab
         pass
     return meta
+
+
+# ---- counting (paper-spec §7.1 D9) ------------------------------------------------------------------
+
+
+def _status(c: Mapping[str, Any]) -> str:
+    if c.get("status"):
+        return str(c["status"])
+    passed = c.get("passed")
+    return "not evaluated" if passed is None else ("pass" if passed else "fail")
+
+
+def tally(checks: list[dict[str, Any]]) -> dict[str, int]:
+    """Counts by kind and status (paper-spec §7.1 D9): claims and sanity checks that passed, failed or were not
+    evaluated, and superseded rows (of either kind), which are shown but never counted as passed or failed."""
+    t = {f"{k}_{s}": 0 for k in ("claims", "sanity") for s in ("pass", "fail", "not_evaluated")}
+    t["superseded"] = 0
+    for c in checks:
+        status = _status(c)
+        if status == "superseded":
+            t["superseded"] += 1
+        else:
+            kind = "sanity" if c.get("kind") == "sanity" else "claims"
+            t[f"{kind}_{status.replace(' ', '_')}"] += 1
+    return t
+
+
+def counts_line(t: dict[str, int], fidelity: str | None = None) -> str:
+    """"full fidelity: claims 118/118 pass · 14 sanity checks pass · 6 superseded" (the CLI's last line, the
+    report's header and the README say the same)."""
+    parts = [f"claims {t['claims_pass']}/{t['claims_pass'] + t['claims_fail']} pass"]
+    if t["claims_not_evaluated"]:
+        parts.append(f"{t['claims_not_evaluated']} claims not evaluated")
+    sp, sf = t["sanity_pass"], t["sanity_fail"]
+    parts.append(f"{sp} sanity checks pass" if not sf else f"{sp}/{sp + sf} sanity checks pass")
+    parts.append(f"{t['superseded']} superseded")
+    return (f"{fidelity} fidelity: " if fidelity else "") + " · ".join(parts)
 
 
 # ---- helpers -----------------------------------------------------------------------------------------
@@ -171,8 +213,7 @@ def _section_context(s: Section, out_dir: Path, used: set[str]) -> dict[str, Any
         figures.append(entry)
     checks = []
     for c in s.checks:
-        passed = c.get("passed")
-        status = "na" if passed is None else ("pass" if bool(passed) else "fail")
+        status = _status(c)
         checks.append(
             {
                 "name": c.get("name", ""),
@@ -180,11 +221,16 @@ def _section_context(s: Section, out_dir: Path, used: set[str]) -> dict[str, Any
                 "expected": _fmt(c.get("expected")),
                 "source": c.get("source", ""),
                 "note": c.get("note", ""),
-                "status": status,
+                "kind": c.get("kind", "claim"),
+                "reason": c.get("reason", ""),
+                "status": _CSS[status],
+                "label": status.upper(),
+                "outcome": _superseded_outcome(c) if status == "superseded" else "",
             }
         )
-    n_passed = sum(c["status"] == "pass" for c in checks)
-    n_failed = sum(c["status"] == "fail" for c in checks)
+    t = tally(s.checks)
+    n_passed = t["claims_pass"] + t["sanity_pass"]
+    n_failed = t["claims_fail"] + t["sanity_fail"]
     return {
         "name": s.name,
         "title": s.title,
@@ -199,8 +245,17 @@ def _section_context(s: Section, out_dir: Path, used: set[str]) -> dict[str, Any
         "n_passed": n_passed,
         "n_failed": n_failed,
         "n_evaluated": n_passed + n_failed,
-        "n_na": sum(c["status"] == "na" for c in checks),
+        "n_na": t["claims_not_evaluated"] + t["sanity_not_evaluated"],
+        "tally": t,
     }
+
+
+def _superseded_outcome(c: Mapping[str, Any]) -> str:
+    return "passes" if c.get("passed") else "fails"
+
+
+#: CSS class of each status: grey for not evaluated, muted purple for superseded.
+_CSS = {"pass": "pass", "fail": "fail", "not evaluated": "na", "superseded": "sup"}
 
 
 def _environment() -> jinja2.Environment:
@@ -224,18 +279,21 @@ def build_report(
     meta: dict[str, Any] | None = None,
     *,
     plotlyjs: Literal["inline", "file"] = "inline",
+    fidelity: str | None = None,
 ) -> Path:
     """Write ``out_dir/index.html`` (atomically) and return its path.
 
     ``meta`` (versions, seeds, commit, device ...) is shown at the foot of the page; a "generated" entry,
     if present, is shown in the header. ``plotlyjs='file'`` writes ``plotly.min.js`` beside the page
-    instead of inlining it (smaller page; the two files must then travel together)."""
+    instead of inlining it (smaller page; the two files must then travel together). ``fidelity`` ("quick" |
+    "full"), when given, heads the counts line of the header."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if plotlyjs not in ("inline", "file"):
         raise ValueError(f"plotlyjs must be 'inline' or 'file', got {plotlyjs!r}.")
     used: set[str] = set()
     ctx_sections = [_section_context(s, out_dir, used) for s in sections]
+    t = tally([c for s in sections for c in s.checks])
     meta = dict(meta or {})
     generated = meta.get("generated") or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     meta.setdefault("generated", generated)
@@ -264,6 +322,9 @@ def build_report(
             n_failed=sum(s["n_failed"] for s in ctx_sections),
             n_evaluated=sum(s["n_evaluated"] for s in ctx_sections),
             n_na=sum(s["n_na"] for s in ctx_sections),
+            tally=t,
+            fidelity=fidelity,
+            counts=counts_line(t),  # the fidelity has its own badge beside it
         )
     )
     index = out_dir / "index.html"

@@ -79,28 +79,59 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
+def _bounds(lo: float, hi: float) -> None:
+    if not lo <= hi:  # also catches NaN bounds
+        raise ValueError(f"check bounds must satisfy lo ≤ hi, got [{lo}, {hi}].")
+
+
 def within(
     name: str, value: float, lo: float, hi: float, source: str, note: str = "", kind: CheckKind = "claim"
 ) -> Check:
-    """A check that lo ≤ value ≤ hi."""
+    """A check that lo ≤ value ≤ hi (bounds included; NaN or ±inf fails)."""
+    _bounds(lo, hi)
     ok = math.isfinite(value) and lo <= value <= hi
     return Check(name, float(value), f"[{lo:g}, {hi:g}]", ok, source, note, kind)
 
 
 def at_least(name: str, value: float, lo: float, source: str, note: str = "", kind: CheckKind = "claim") -> Check:
-    return Check(name, value, f"≥ {lo:g}", value >= lo, source, note, kind)
+    """A check that value ≥ lo (bound included; NaN fails)."""
+    return Check(name, value, f"≥ {lo:g}", not math.isnan(float(value)) and value >= lo, source, note, kind)
 
 
 def at_most(name: str, value: float, hi: float, source: str, note: str = "", kind: CheckKind = "claim") -> Check:
-    return Check(name, value, f"≤ {hi:g}", value <= hi, source, note, kind)
+    """A check that value ≤ hi (bound included; NaN fails)."""
+    return Check(name, value, f"≤ {hi:g}", not math.isnan(float(value)) and value <= hi, source, note, kind)
 
 
 def all_within(
     name: str, values: Any, lo: float, hi: float, source: str, note: str = "", kind: CheckKind = "claim"
 ) -> Check:
+    """A check that every value lies in [lo, hi]; an empty list fails (nothing was measured)."""
+    _bounds(lo, hi)
     vals = [float(v) for v in values]
     ok = bool(vals) and all(lo <= v <= hi for v in vals)
     return Check(name, [round(v, 4) for v in vals], f"all in [{lo:g}, {hi:g}]", ok, source, note, kind)
+
+
+def superseded(check: Check, reason: str) -> Check:
+    """`check` kept at the setting the spec first named, marked superseded (§7.1 D9); `reason` is the evidence
+    (the decision id and the measurement behind it). Its pass / fail is recorded but not counted."""
+    check.status, check.reason = "superseded", reason
+    return check
+
+
+#: The reason a claim is not evaluated in quick mode (paper-spec §7.1 D9, issue 12 §4).
+NEEDS_FULL = "needs full fidelity"
+
+
+def gate_quick(checks: list[Check], quick: bool, needs_full: tuple[str, ...]) -> list[Check]:
+    """In quick mode, every check whose name contains one of `needs_full` becomes "not evaluated (needs full
+    fidelity)": quick fidelity cannot show it, so it is neither a pass nor a fail."""
+    if quick:
+        for c in checks:
+            if c.status in ("pass", "fail") and any(k in c.name for k in needs_full):
+                c.status, c.reason = "not evaluated", NEEDS_FULL
+    return checks
 
 
 @dataclass
@@ -142,6 +173,10 @@ class Experiment:
     """paper-spec section and checklist ids."""
     notes: str = ""
     """Choices made where the paper or spec is silent, shown in the report."""
+    quick_not_evaluated: tuple[str, ...] = ()
+    """Claims (substrings of their check names) that quick fidelity cannot show: `tms reproduce --quick` records
+    them as "not evaluated (needs full fidelity)" (`gate_quick`). Every other claim must pass at quick fidelity
+    (issue 12 §4; pinned by tests/test_reproduce.py on the experiments' own seeds)."""
 
     def runs(self, quick: bool) -> dict[str, TrainConfig]:
         """Named training runs; each is saved under DIR/<experiment>/<name>/."""

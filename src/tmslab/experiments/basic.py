@@ -2,7 +2,9 @@
 
 The linear model always keeps exactly the top-m features (like PCA). The ReLU-output model matches it
 when features are dense; as they get sparser, less important features enter superposition, first as
-antipodal pairs, and at high sparsity all features are stored, with negative biases.
+antipodal pairs, and at high sparsity more than twice as many features as dimensions are stored (11–14 of
+20 in 5 dimensions at density ≤ 0.01 over our seeds; the least important, I = 0.7^19 ≈ 0.001, are not worth
+a direction), with negative biases.
 """
 
 from __future__ import annotations
@@ -51,13 +53,20 @@ class Basic(Experiment):
     title = "Demonstrating superposition: linear vs ReLU output model (n = 20, m = 5, I = 0.7^i)"
     claim = (
         "A linear model only ever represents the m most important features; a ReLU-output model does the same "
-        "for dense features but stores more and more features in superposition as they become sparser."
+        "for dense features but stores more and more features in superposition as they become sparser — at high "
+        "sparsity more than twice as many as it has dimensions."
     )
     spec_ref = "§2.3, E2"
+    quick_not_evaluated = (
+        # 2,000 steps and one restart leave the dropped features' norms at 0.1–0.3 (full: < 0.01).
+        "‖W_i‖ of the other features",
+    )
     notes = (
         "The panel densities {1, .3, .1, .03, .01, .003, .001} are the spec's proposal (the paper does not state "
         "them). Best of 3 restarts per density for both models. 'Moderate sparsity' for the antipodal-pair check "
-        "means any of the densities 0.3–0.03; 'high sparsity' for the bias check means density ≤ 0.003."
+        "means any of the densities 0.3–0.03; 'high sparsity' for the bias check means density ≤ 0.003. The spec's "
+        "'≥ 10 features with ‖W_i‖ > 0.5 at density ≤ 0.01' is checked in every restart, not only the best: our "
+        "seeds store 11–14 of the 20 features there, never all (the least important have I ≈ 0.001)."
     )
 
     def runs(self, quick: bool) -> dict[str, TrainConfig]:
@@ -80,10 +89,18 @@ class Basic(Experiment):
             checks += linear_like_checks(Wl[i], m, f"linear, density {d:g}")
         checks += linear_like_checks(Wr[dens.index(1.0)], m, "ReLU, density 1")
         norms = metrics.feature_norms(Wr)
+        # Every restart, not only the best: the count is the claim, and its spread over seeds is the evidence.
+        every = (metrics.feature_norms(relu.W.double()) > 0.5).sum(-1).view(len(dens), -1)
         for i, d in enumerate(dens):
             if d <= 0.01:
-                checks.append(at_least(f"ReLU, density {d:g}: features with ‖W_i‖ > 0.5",
-                                       int((norms[i] > 0.5).sum()), 10, SRC))
+                checks.append(at_least(f"ReLU, density {d:g}: features with ‖W_i‖ > 0.5, fewest over the restarts",
+                                       int(every[i].min()), 2 * m, SRC,
+                                       f"stored features per restart {every[i].tolist()}; 2m = {2 * m} (the spec's "
+                                       "10 of 20): more than twice as many features as dimensions in every seed"))
+        learned = [int(v) for v in (norms > 0.5).sum(-1)]
+        checks.append(Check("ReLU: features with ‖W_i‖ > 0.5 (best restart), dense → sparse", learned, "non-decreasing",
+                            all(b >= a for a, b in zip(learned, learned[1:], strict=False)), SRC,
+                            "more and more features are stored as sparsity grows; integer counts, no tolerance"))
         moderate = [i for i, d in enumerate(dens) if 0.03 <= d <= 0.3]
         off = metrics.gram(Wr) + torch.eye(Wr.shape[-1]) * 1e9  # mask the diagonal out of the minimum
         min_off = min(float(off[i].min()) for i in moderate) if moderate else float("nan")
@@ -104,6 +121,9 @@ class Basic(Experiment):
         return Analysis(checks, figs)
 
 
+#: E2b's paper setup: the panel densities plus 0.05, where the checklist's "≥ 2m" was first stated (§7.1 D3).
+PAPER_LARGE_DENSITIES = sorted({*DENSITIES, 0.05}, reverse=True)
+
 #: E2b's two setups: the paper's sizes on the main figure's panels ("a rescaled version of figure 3"),
 #: and the notebook's analogue on its 20 densities, where the checklist's "≥ 2m at density 0.05" lives.
 LARGE_SETUPS = {
@@ -121,16 +141,20 @@ class BasicLarge(Experiment):
         "grows."
     )
     spec_ref = "§2.3, E2b"
+    quick_not_evaluated = (
+        # 2,000 steps leave a 21st feature of the notebook's n = 100 model above ‖W_i‖ = 0.5 at density 1.
+        "I = 100^(−i/99): learned features at density 1",
+    )
     notes = (
         "Two setups, as the checklist allows. The paper's (n = 80, m = 20, I = 0.9^i) on the main figure's panel "
-        "densities {1, .3, .1, .03, .01, .003, .001}, since the paper calls it a rescaled version of that figure; and "
-        "the notebook's analogue (n = 100, m = 20, I = 100^(−i/99)) on its 20 densities 20^(−linspace(0,1,20)), "
-        "1 → 0.05. Best of 3 restarts per density. Both get the checks 'non-decreasing ± 2' (the checklist's noise "
-        "allowance) and '= m at density 1'; the checklist's '≥ 2m at density 0.05' is taken on the notebook's grid, "
-        "which ends at 0.05, and on the paper's setup at its sparsest panel. Measured, not checked: with the paper's "
-        "steeper importance 0.9^i the count at density 0.05 is 37–39 (features past ≈ 38 have importance "
-        "0.9^38 ≈ 0.02); it is sharp (the next feature has ‖W_i‖ ≈ 0.16) and did not change with 30,000 steps or "
-        "without weight decay, so 2m is passed only between 0.05 and 0.03 (43–44 at 0.03)."
+        "densities {1, .3, .1, .03, .01, .003, .001} plus 0.05, since the paper calls it a rescaled version of that "
+        "figure; and the notebook's analogue (n = 100, m = 20, I = 100^(−i/99)) on its 20 densities "
+        "20^(−linspace(0,1,20)), 1 → 0.05. Best of 3 restarts per density. Both get the checks 'non-decreasing ± 2' "
+        "(the checklist's noise allowance) and '= m at density 1'. Paper-spec §7.1 D3: the checklist's '≥ 2m at "
+        "density 0.05' is kept for the notebook's setup; for the paper's steeper I = 0.9^i it is withdrawn and shown "
+        "as a superseded row at 0.05 — the count there is 37–39 (features past ≈ 38 have importance 0.9^38 ≈ 0.02), "
+        "sharp (the next feature has ‖W_i‖ ≈ 0.16) and unchanged by 30,000 steps or no weight decay; 2m is passed "
+        "between 0.05 and 0.03."
     )
 
     def runs(self, quick: bool) -> dict[str, TrainConfig]:
@@ -138,8 +162,8 @@ class BasicLarge(Experiment):
                       eval_samples=10_000 if quick else 100_000)
         n = 100
         return {
-            "paper": TrainConfig(n_features=80, importance_decay=0.9, density=DENSITIES[::2] if quick else DENSITIES,
-                                 **common),
+            "paper": TrainConfig(n_features=80, importance_decay=0.9,
+                                 density=DENSITIES[::2] if quick else PAPER_LARGE_DENSITIES, **common),
             "notebook": TrainConfig(n_features=n, importance=[100 ** (-i / (n - 1)) for i in range(n)],
                                     density=notebook_densities(6 if quick else 20), **common),
         }
@@ -158,8 +182,16 @@ class BasicLarge(Experiment):
                 Check(f"{label}: learned features (‖W_i‖ > 0.5) per density, dense → sparse", learned,
                       "non-decreasing ± 2", max(drops, default=0) <= 2, src),
                 Check(f"{label}: learned features at density 1", learned[0], f"= m = {m}", learned[0] == m, src),
-                at_least(f"{label}: learned features at density {dens[-1]:g}", learned[-1], 2 * m, src),
             ]
+            if name == "notebook":  # §7.1 D3: kept for the notebook's n = 100 setup, whose grid ends at 0.05
+                checks.append(at_least(f"{label}: learned features at density {dens[-1]:g}", learned[-1], 2 * m, src))
+            elif 0.05 in dens:  # §7.1 D3: withdrawn for the paper's I = 0.9^i, reported as an observation
+                n05 = learned[dens.index(0.05)]
+                checks.append(superseded(
+                    at_least(f"{label}: learned features at density 0.05", n05, 2 * m, src),
+                    f"§7.1 D3: withdrawn for I = 0.9^i — the count is sharp at 37–39 (features past ≈ 38 have "
+                    f"importance 0.9^38 ≈ 0.02) and unchanged by 30,000 steps or no weight decay; measured {n05} "
+                    f"here; 2m is passed between 0.05 and 0.03 ({learned[dens.index(0.03)]} at 0.03)"))
             show = list(range(0, len(dens), max(1, len(dens) // 5)))
             figs.append(figure(f"{name}-relu", "gram_heatmaps", W[show], b[show],
                                [f"density {dens[i]:g}" for i in show], vline_at=m,

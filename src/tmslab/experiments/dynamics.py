@@ -144,8 +144,10 @@ class EnergyJumps(Experiment):
         learned = metrics.feature_norms(W[None])[0] > metrics.LEARNED_NORM
         coinciding = sum(j["coincides"] for j in all_jumps)
         checks: list[Check] = [
-            at_least("jumps (ΔD_i ≥ 0.2 within 5% of training) that coincide with a loss drop", coinciding, 1, SRC_E11,
-                     f"over {run.config.n_instances} seeds; {len(all_jumps)} jumps found in all"),
+            at_least("fraction of jumps (ΔD_i ≥ 0.2 within 5% of training) that coincide with a loss drop",
+                     coinciding / len(all_jumps) if all_jumps else float("nan"), 0.8, SRC_E11,
+                     f"{coinciding} of {len(all_jumps)} jumps over {run.config.n_instances} seeds; the paper: the loss "
+                     "drops at each jump — 80% allows a jump whose drop the smoothed trend hides"),
             all_within(f"final D_i of the learned features (seed {shown})", D_final[learned], 0.45, 0.55, SRC_E11,
                        "on the 1/2 plateau every learned feature is in an antipodal pair; ±0.05"),
         ]

@@ -6,9 +6,11 @@ mean). Sparse: all five share the plane as a regular pentagon with a slightly ne
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from tmslab import metrics, population
+from tmslab import metrics, population, theory
 from tmslab.config import TrainConfig
 from tmslab.experiments import register
 from tmslab.experiments.base import (
@@ -20,9 +22,9 @@ from tmslab.experiments.base import (
     at_least,
     figure,
     notebook_densities,
+    superseded,
     within,
 )
-from tmslab.io import Run
 
 #: The notebook's 10 densities, 20^(−linspace(0, 1, 10)), plus the paper figure's 80% sparsity (0.2)
 #: and the 0.1 of the spec's antipodal-pair check.
@@ -53,30 +55,82 @@ def norm_bias_gap(W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return W.double().square().sum(0) - (1 - b.double())
 
 
-def optimum_gap(W: torch.Tensor, b: torch.Tensor, importance: list[float], density: list[float]) -> torch.Tensor:
-    """norm_bias_gap at the nearest critical point of the exact population loss (tmslab.population)."""
-    W_opt, b_opt, _ = population.minimise_one(W, b, importance, density, points=4096)
-    return norm_bias_gap(W_opt, b_opt)
+def cyclic_order(W: torch.Tensor) -> tuple[int, ...]:
+    """The order of the features of W [2, 5] around the origin, feature 0 first, read in the direction that puts
+    the smaller neighbour of feature 0 second (a rotation or reflection of the plane does not change it)."""
+    ring = torch.argsort(metrics.feature_angles(W[None])[0]).tolist()
+    ring = ring[ring.index(0):] + ring[: ring.index(0)]
+    return tuple(ring) if ring[1] < ring[-1] else (0, *ring[:0:-1])
 
 
-def pentagon_checks(W: torch.Tensor, b: torch.Tensor, label: str, optimum: torch.Tensor) -> list[Check]:
-    """E1 at density ≤ 0.05 for one model: a regular pentagon, norms ≈ 1.1, negative bias, ‖W‖² ≈ 1 − b.
-    `optimum` is norm_bias_gap at the exact population-loss optimum next to W, reported beside that check."""
+def _rows(v: list[float], k: int) -> torch.Tensor:
+    return torch.tensor([list(v)] * k, dtype=torch.float64)
+
+
+#: L-BFGS iterations for the ideal-start optima: 100 reach the same optimum as 500 to 1e-10 in loss (n = 5).
+ITERATIONS = 100
+
+
+def ideal_pentagon_optimum(
+    order: tuple[int, ...], importance: list[float], density: list[float], points: int
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """§7.1 D1: the exact population-loss optimum from an *ideal* regular pentagon (norm 1.13, b = −0.25, [R]) with
+    the features in cyclic `order` — never from trained weights: (W [2, 5], b [5], loss)."""
+    W0 = torch.zeros(1, 2, 5, dtype=torch.float64)
+    W0[0][:, list(order)] = theory.regular_polygon(5)[0] * 1.13
+    W, b, loss = population.minimise(W0, torch.full((1, 5), -0.25).double(), _rows(importance, 1),
+                                     _rows(density, 1), points=points, iterations=ITERATIONS)
+    return W[0], b[0], float(loss[0])
+
+
+def ideal_pairs_optimum(importance: list[float], density: list[float], points: int) -> tuple[float, str]:
+    """The exact optimum from each ideal square of two antipodal pairs of features 0–3, feature 4 (the least
+    important) dropped with its bias at its mean: (lowest loss, which pairs) — the pentagon's rival of §7.1 D2,
+    compared without trained weights. Dropping a more important feature only costs more."""
+    quads = ((0, 1, 2, 3), (0, 2, 1, 3), (0, 3, 1, 2))  # pairs (q[0], q[1]) and (q[2], q[3])
+    W0 = torch.zeros(len(quads), 2, 5, dtype=torch.float64)
+    for k, quad in enumerate(quads):
+        for f, angle in zip(quad, (0.0, math.pi, math.pi / 2, -math.pi / 2), strict=True):
+            W0[k, :, f] = torch.tensor([math.cos(angle), math.sin(angle)])
+    b0 = torch.zeros(len(quads), 5, dtype=torch.float64)
+    b0[:, 4] = density[4] / 2
+    K = len(quads)
+    _, _, loss = population.minimise(W0, b0, _rows(importance, K), _rows(density, K), points=points,
+                                     iterations=ITERATIONS)
+    k = int(loss.argmin())
+    q = quads[k]
+    return float(loss[k]), f"pairs ({q[0]}, {q[1]}), ({q[2]}, {q[3]})"
+
+
+def pentagon_checks(
+    W: torch.Tensor, b: torch.Tensor, label: str, importance: list[float], density: list[float], points: int
+) -> tuple[list[Check], dict[str, object]]:
+    """E1 at density ≤ 0.05 for one model: a regular pentagon, norms ≈ 1.1, negative bias, and (§7.1 D1)
+    ‖W_i‖² − (1 − b_i) within 0.02 of the exact optimum reached from an ideal pentagon in the model's cyclic order."""
     norms = metrics.feature_norms(W[None])[0]
     gaps = metrics.angular_gaps(W[None])[0]
+    order = cyclic_order(W)
+    W_opt, b_opt, loss_opt = ideal_pentagon_optimum(order, importance, density, points)
+    optimum = norm_bias_gap(W_opt, b_opt)
+    trained = norm_bias_gap(W, b)
     exact = ", ".join(f"{v:.4f}" for v in optimum.tolist())
-    return [
-        Check(f"{label}: learned features (‖W_i‖ > 0.5)", int((norms > 0.5).sum()), "5",
-              int((norms > 0.5).sum()) == 5, SRC),
+    n = int((norms > 0.5).sum())
+    checks = [
+        Check(f"{label}: learned features (‖W_i‖ > 0.5)", n, "5", n == 5, SRC),
         all_within(f"{label}: consecutive angular gaps (°)", gaps, 69, 75, SRC, "72° ± 3°: a regular pentagon"),
         all_within(f"{label}: ‖W_i‖", norms, 1.08, 1.2, SRC, "[R] best-of-16 gives 1.12–1.17"),
         all_within(f"{label}: b_i", b, -0.32, -0.18, SRC, "negative bias cuts off positive interference"),
-        all_within(f"{label}: ‖W_i‖² − (1 − b_i)", norm_bias_gap(W, b), -0.05, 0.05, SRC,
-                   "the spec's tolerance, kept although it is tight: an isolated x_i = 1 is reconstructed as "
-                   "ReLU(‖W_i‖² + b_i) ≈ 1, but the loss integrates over x_i ∈ [0, 1], so the optimum need not "
-                   f"make it exact. At the exact optimum of the population loss next to this model: [{exact}]; "
-                   "the one-hot limit (S → 1) gives 0.088."),
+        all_within(f"{label}: |‖W_i‖² − (1 − b_i) − the exact optimum's|", (trained - optimum).abs(), 0, 0.02,
+                   "§2.1, E1; §7.1 D1",
+                   f"the optimum: the exact population loss (tmslab.population, {points} nodes per active set) "
+                   "minimised from an ideal regular pentagon (norm 1.13, b = −0.25) with the features in the trained "
+                   f"model's cyclic order {order} — a discrete choice; no trained value enters. Its values: [{exact}], "
+                   f"L = {loss_opt:.6f}"),
+        superseded(all_within(f"{label}: ‖W_i‖² − (1 − b_i) (the spec's first tolerance)", trained, -0.05, 0.05, SRC),
+                   f"§7.1 D1: withdrawn — the exact optimum itself has [{exact}] (max |·| "
+                   f"{float(optimum.abs().max()):.4f}); replaced by the comparison with that optimum"),
     ]
+    return checks, {"cyclic_order": list(order), "optimum_gap": optimum.tolist(), "optimum_loss": loss_opt}
 
 
 def antipodal_checks(W: torch.Tensor, b: torch.Tensor, density: float, label: str) -> list[Check]:
@@ -116,15 +170,23 @@ class Intro(Experiment):
         "as features get sparser it stores more of them in superposition, ending in a regular pentagon."
     )
     spec_ref = "§2.1, E1, E1b"
+    quick_not_evaluated = (
+        # 3,000 steps leave the dropped features of the dense model partly learned (‖W_i‖ ≈ 0.2, b ≈ 0.3–0.44),
+        # and 4 restarts at density 0.2 reach the pentagon rather than the two antipodal pairs.
+        "density 1: ‖W_i‖ of the other features", "density 1: b_i of the dropped features",
+        "density 0.2 (paper: 80% sparsity)",
+    )
     notes = (
         "Importance 0.9^i as in the notebook; densities are the notebook's 20^(−linspace(0,1,10)) plus 0.2 and 0.1. "
         "Best of 16 restarts by evaluation loss on 100,000 fresh samples (the paper: 'fitting each model multiple "
         "times and taking the solution with the lowest loss'). As the spec notes, with 0.9^i the pentagon appears "
         "at density ≤ 0.05 rather than the figure's 0.1. Our best-of-16 with paired evaluation finds the paper's "
         "picture at the paper's sparsities: two antipodal pairs at density 0.2 (80% sparsity) and a pentagon at 0.1 "
-        "(90%), whose loss is ≈ 20% below the two-antipodal-pairs solution the spec's run settled in. So the checks "
-        "test the paper's "
-        "claims at 0.2 and 0.1, the spec's norm/bias ranges at 0.05, and record the loss gap at 0.1."
+        "(90%). Per paper-spec §7.1: D1 — the spec's '‖W_i‖² ≈ 1 − b_i within 0.05' at density 0.05 is kept as a "
+        "superseded row (the exact optimum itself misses it) and replaced by agreement within 0.02 with the exact "
+        "population-loss optimum reached from an ideal regular pentagon (never from the trained weights); D2 — the "
+        "antipodal pairs are checked at density 0.2, and the spec's 'pairs at density 0.1' row is kept as superseded, "
+        "with the exact losses of the polished ideal pentagon and square as its evidence."
     )
 
     def runs(self, quick: bool) -> dict[str, TrainConfig]:
@@ -137,44 +199,49 @@ class Intro(Experiment):
         }
 
     @staticmethod
-    def _spec_discrepancy(run: Run, config: int) -> Check:
-        """The spec's E1 expects two antipodal pairs at density 0.1; compare that geometry's best loss with the
-        pentagon's among this configuration's restarts (both usually occur)."""
-        R = run.config.restarts
-        rows = range(config * R, (config + 1) * R)
-        W, loss = run.W.double(), run.eval_loss
-        labels = {k: metrics.describe_polytopes(metrics.polytopes(W[k][None])[0]) for k in rows}
-        best = {g: min((float(loss[k]) for k in rows if labels[k] == g), default=float("nan"))
-                for g in ("pentagon", "2 × antipodal pair")}
-        gap = best["2 × antipodal pair"] - best["pentagon"]
-        return Check(
-            "density 0.1: loss(two antipodal pairs) − loss(pentagon), best restart of each", round(gap, 6), "> 0",
-            gap > 0, "§2.1, E1 (spec discrepancy)",
-            f"best pentagon L = {best['pentagon']:.5f}, best two-antipodal-pairs L = {best['2 × antipodal pair']:.5f} "
-            "(the spec's [R] best-of-16 reached only the latter: 0.02546). The spec's E1 expects two antipodal pairs "
-            "at density 0.1; the pentagon has the lower loss, as in the paper's figure at 90% sparsity.",
-        )
+    def _pairs_at_01(W: torch.Tensor, importance: list[float], density: list[float], points: int) -> list[Check]:
+        """§7.1 D2: the spec's first E1 row (two antipodal pairs at density 0.1) kept as a superseded row, and
+        the loss comparison behind it made between polished ideal shapes (issue 12 §3), not between restarts."""
+        order = cyclic_order(W)
+        l_pent = ideal_pentagon_optimum(order, importance, density, points)[2]
+        l_pairs, which = ideal_pairs_optimum(importance, density, points)
+        label = metrics.describe_polytopes(metrics.polytopes(W[None])[0])
+        ratio = l_pairs / l_pent
+        return [
+            at_least("density 0.1: exact-optimum loss, best two-antipodal-pairs square / best pentagon", ratio, 1.0,
+                     "§2.1, E1; §7.1 D2", f"ideal shapes polished to the nearest critical point of the exact "
+                     f"population loss ({points} nodes): the pentagon in the trained model's cyclic order {order} "
+                     f"L = {l_pent:.6f}, the best of the three squares ({which}) L = {l_pairs:.6f}", kind="sanity"),
+            superseded(Check("density 0.1: best model is two antipodal pairs, the fifth feature dropped (spec E1 row)",
+                             label, "2 × antipodal pair", label == "2 × antipodal pair", SRC),
+                       f"§7.1 D2: withdrawn — at density 0.1 two antipodal pairs are a local optimum whose exact loss "
+                       f"is {(ratio - 1) * 100:.0f}% above the pentagon's ({l_pairs:.5f} vs {l_pent:.5f}); the paper's "
+                       "figure has the pairs at 80% sparsity, checked at density 0.2"),
+        ]
 
     def analyze(self, ctx: Context) -> Analysis:
+        points = 128 if ctx.quick else 1024
         run = ctx.runs["importance-0.9"]
         best = run.best_indices()
         dens = [run.config.density[c] for c in range(run.config.n_configs)]
         W, b = run.W.double(), run.b.double()
         at = {d: best[i] for i, d in enumerate(dens)}
+        imp, den = run.config.config_importance, run.config.config_density
         checks = dense_checks(W[at[1.0]], b[at[1.0]])
-        c05 = dens.index(0.05)
-        checks += pentagon_checks(W[at[0.05]], b[at[0.05]], "density 0.05", optimum_gap(
-            W[at[0.05]], b[at[0.05]], run.config.config_importance(c05), run.config.config_density(c05)))
-        # The paper's figure: 80% sparsity → two antipodal pairs, 90% → pentagon.
+        c05, c10 = dens.index(0.05), dens.index(0.1)
+        pent, optimum = pentagon_checks(W[at[0.05]], b[at[0.05]], "density 0.05", imp(c05), den(c05), points)
+        checks += pent
+        # The paper's figure: 80% sparsity → two antipodal pairs, 90% → pentagon (§7.1 D2).
         checks += antipodal_checks(W[at[0.2]], b[at[0.2]], 0.2, "density 0.2 (paper: 80% sparsity)")
         checks += regular_pentagon(W[at[0.1]], "density 0.1 (paper: 90% sparsity)")
-        checks.append(self._spec_discrepancy(run, dens.index(0.1)))
+        checks += self._pairs_at_01(W[at[0.1]], imp(c10), den(c10), points)
 
         uni = ctx.runs["uniform-0.05"]
         k = uni.best_indices()[0]
         Wu, bu = uni.W.double(), uni.b.double()
-        checks += pentagon_checks(Wu[k], bu[k], "E1b uniform importance", optimum_gap(
-            Wu[k], bu[k], uni.config.config_importance(0), uni.config.config_density(0)))
+        pent, optimum_u = pentagon_checks(Wu[k], bu[k], "E1b uniform importance", uni.config.config_importance(0),
+                                          uni.config.config_density(0), points)
+        checks += pent
         D = metrics.feature_dimensionality(Wu[k][None])[0]
         checks.append(all_within("E1b: D_i of the best restart", D, 0.38, 0.42, "§2.1, E1b", "pentagon: D = 2/5"))
         labels = [metrics.describe_polytopes(c) for c in metrics.polytopes(Wu)]
@@ -191,4 +258,5 @@ class Intro(Experiment):
             figure("uniform-restarts", "arrows_2d", Wu, None, [f"seed {r}: {lab}" for r, lab in enumerate(labels)],
                    caption="E1b: every restart at density 0.05 with uniform importance, labelled by geometry."),
         ]
-        return Analysis(checks, figs, {"uniform_restart_geometry": labels})
+        return Analysis(checks, figs, {"uniform_restart_geometry": labels, "density_0.05_optimum": optimum,
+                                       "uniform_0.05_optimum": optimum_u})

@@ -31,9 +31,10 @@ class L1(Experiment):
     )
     spec_ref = "§2.11, E18"
     notes = (
-        "The spec says 'add λ‖h‖₁ to E4/E14'; we add it to the E4-type uniform ReLU-output model (h = Wx), sized as "
-        "in the adversarial experiment (n = 50, m = 10, I = 1) at density 0.05, where 1/D* is large without the "
-        "penalty. Objective: the notebook's loss plus λ·E‖h‖₁, both divided by n (tmslab's hidden_l1). λ ∈ {0, "
+        "The spec says 'add λ‖h‖₁ to E4/E14'; we add it to the E4-type uniform ReLU-output model (h = Wx) at a "
+        "quarter of E4's size (n = 50, m = 10, I = 1; E4 and the adversarial experiment use n = 200, m = 20) at "
+        "density 0.05, where 1/D* is large without the penalty. Objective: the notebook's loss plus λ·E‖h‖₁, both "
+        "divided by n (tmslab's hidden_l1). λ ∈ {0, "
         "0.01, 0.03, 0.1, 0.3, 0.5, 0.7, 1, 3} (unstated in the paper; a log grid, refined between 0.3 and 1 where "
         "the last features die), one model per λ, notebook recipe. "
         "'Decreases monotonically' allows increases up to 0.05 between neighbouring λ (E4's noise allowance). The "

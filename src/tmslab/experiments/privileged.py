@@ -26,7 +26,16 @@ from torch import Tensor
 from tmslab import metrics
 from tmslab.config import TrainConfig
 from tmslab.experiments import register
-from tmslab.experiments.base import Analysis, Check, Context, Experiment, at_least, figure, load_or_make
+from tmslab.experiments.base import (
+    Analysis,
+    Check,
+    Context,
+    Experiment,
+    at_least,
+    figure,
+    load_or_make,
+    superseded,
+)
 from tmslab.io import load_run
 
 SRC = "§2.9, E14"
@@ -40,6 +49,9 @@ QUICK_PLAN = [(16, 150), (4, 500), (1, 1_500)]
 EXHAUSTIVE_K, QUICK_EXHAUSTIVE_K = 16, 4
 #: Evaluation samples while screening (paired across restarts); the final round uses config.eval_samples.
 SCREEN_EVAL = 10_000
+
+#: §7.1 D8: at equal compute the pruned best must reach ≤ this × the exhaustive best.
+EQUAL_COMPUTE_RATIO = 1.005
 
 #: Rel. threshold for "a neuron carries a feature" (paper-spec §3 proposal) and for "a feature uses a neuron" (A5).
 NEURON_REL, FEATURE_REL = 0.1, 0.2
@@ -61,6 +73,11 @@ def select_survivors(eval_loss: Tensor, alive: int, keep: int) -> list[int]:
     grouped = eval_loss.reshape(-1, alive).double()
     order = torch.argsort(grouped, dim=1, stable=True)[:, :keep]
     return (order + torch.arange(grouped.shape[0])[:, None] * alive).flatten().tolist()
+
+
+def plan_cost(plan: list[tuple[int, int]]) -> int:
+    """Instance-steps per configuration of a successive-halving plan."""
+    return sum(k * (s - (plan[i - 1][1] if i else 0)) for i, (k, s) in enumerate(plan))
 
 
 def check_plan(plan: list[tuple[int, int]]) -> None:
@@ -219,6 +236,11 @@ def _base(quick: bool, restarts: int = 1) -> TrainConfig:
                        eval_samples=20_000 if quick else 100_000, seed=100)
 
 
+def equal_compute_restarts(plan: list[tuple[int, int]]) -> int:
+    """Restarts trained to the end that cost what `plan` costs (§7.1 D8: 115 for PLAN)."""
+    return round(plan_cost(plan) / plan[-1][1])
+
+
 def _exhaustive_plan(k: int, plan: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """The main plan's keep fractions applied to k restarts (at least one survivor per round)."""
     return [(max(1, round(k * a / plan[0][0])), s) for a, s in plan]
@@ -258,12 +280,20 @@ class Privileged(Experiment):
         "of 11 densities (by up to 6% where good codes are rare) and loses by 0.6–2.7% at 0.15, 0.12 and 0.05 — "
         "pruning pays through the number of restarts it can afford, not an accurate early ranking. Where the best "
         "model at density ≤ 0.04 is not the all-pairs code, the nearest sparser density's all-pairs winner is trained"
-        " on at that density beside it, to tell an unfound optimum from a different one."
+        " on at that density beside it, to tell an unfound optimum from a different one.\n\n"
+        "Paper-spec §7.1: D6 — a neuron's monosemanticity at density ≥ 0.5 is judged over the learned features only "
+        "(weight on unlearned ones ignored; the all-features reading stays as a superseded row); D7 — the all-pairs "
+        "code is checked at density 0.03 (and 0.02), and 0.04 is a superseded row with the continuation result as "
+        "its evidence; D8 — the pruning acceptance is the equal-compute comparison: the pruned best of 1000 within "
+        f"{EQUAL_COMPUTE_RATIO} × the best of as many restarts trained to the end as the same instance-steps buy (115) "
+        "at ≥ 8 of 11 densities, and below the exhaustive best of 16 at all 11; the same-seed ±1% comparison stays as "
+        "a superseded row. The pruning checks are sanity checks (our method, not a paper claim)."
     )
 
     def runs(self, quick: bool) -> dict[str, TrainConfig]:
         k = QUICK_EXHAUSTIVE_K if quick else EXHAUSTIVE_K
-        return {"exhaustive": _base(quick, restarts=k)}
+        equal = equal_compute_restarts(QUICK_PLAN if quick else PLAN)
+        return {"exhaustive": _base(quick, restarts=k), "exhaustive-equal-compute": _base(quick, restarts=equal)}
 
     def fidelity(self, quick: bool) -> str:
         plan = QUICK_PLAN if quick else PLAN
@@ -287,17 +317,27 @@ class Privileged(Experiment):
         S = [structure(W[i]) for i in best]
         checks: list[Check] = []
 
-        # Dense: five monosemantic neurons, one for each of the five most important features.
+        # Dense: five monosemantic neurons, one for each of the five most important features; §7.1 D6 judges a
+        # neuron over the learned features only (‖W_i‖ > 0.5), ignoring weight on unlearned ones.
         for c, (d, s) in enumerate(zip(dens, S, strict=True)):
             if d >= 0.5:
-                ok = s["monosemantic"] == 5 and s["mono_top_features"] == [0, 1, 2, 3, 4]
-                k, f, rel = _largest_secondary(W[best[c]])
-                checks.append(Check(f"density {d:g}: monosemantic neurons and their features",
-                                    f"{s['monosemantic']} mono; features {s['mono_top_features']}",
-                                    "5 mono; features [0, 1, 2, 3, 4]", ok, SRC,
-                                    f"monosemantic = one feature above {NEURON_REL} × the neuron's largest |weight|; "
-                                    f"the largest second weight is {rel:.3f} × (neuron {k}, feature {f}, whose "
-                                    f"‖W_f‖ = {float(W[best[c]][:, f].norm()):.2f})"))
+                Wc = W[best[c]]
+                learned_f = metrics.feature_norms(Wc[None])[0] > metrics.LEARNED_NORM
+                sl = structure(Wc * learned_f)
+                ok = sl["monosemantic"] == 5 and sl["mono_top_features"] == [0, 1, 2, 3, 4]
+                checks.append(Check(f"density {d:g}: monosemantic neurons over the learned features, and which",
+                                    f"{sl['monosemantic']} mono; features {sl['mono_top_features']}",
+                                    "5 mono; features [0, 1, 2, 3, 4]", ok, SRC + "; §7.1 D6",
+                                    f"monosemantic = one learned feature above {NEURON_REL} × the neuron's largest "
+                                    f"|weight|; learned features: {torch.nonzero(learned_f).flatten().tolist()}"))
+                ok_all = s["monosemantic"] == 5 and s["mono_top_features"] == [0, 1, 2, 3, 4]
+                k, f, rel = _largest_secondary(Wc)
+                checks.append(superseded(
+                    Check(f"density {d:g}: monosemantic neurons over all features (the spec's first reading)",
+                          f"{s['monosemantic']} mono; features {s['mono_top_features']}",
+                          "5 mono; features [0, 1, 2, 3, 4]", ok_all, SRC),
+                    f"§7.1 D6: weight on unlearned features is ignored — the largest second weight is {rel:.3f} × "
+                    f"(neuron {k}, feature {f}, whose ‖W_f‖ = {float(Wc[:, f].norm()):.2f})"))
         # Sparse: every learned feature on exactly two neurons. Where the best model is not that code, the
         # nearest sparser density's all-pairs winner is trained on at this density beside it: is the code
         # better here and only unfound, or is the found solution better?
@@ -320,7 +360,12 @@ class Privileged(Experiment):
                              f"{plan[-1][1]:,} more steps here: L = {lf:.6f} vs {lc:.6f} "
                              f"({(lc / lf - 1) * 100:+.1f}%; after training the code has "
                              f"{sc['learned']} learned features on {sc['neurons_per_learned_feature']} neurons)")
-                checks.append(Check(f"density {d:g}: neurons per learned feature", npf, "all 2", ok, SRC, note))
+                row = Check(f"density {d:g}: neurons per learned feature", npf, "all 2", ok, SRC, note)
+                if d == 0.04:  # §7.1 D7: the all-pairs code is checked at 0.03, 0.04 is an observation
+                    row = superseded(row, "§7.1 D7: the all-pairs code is checked at density 0.03 (and 0.02); at "
+                                          "0.04 it is reported as an observation" + (note[note.index(". Both"):]
+                                                                                     if ". Both" in note else ""))
+                checks.append(row)
         learned = [s["learned"] for s in S]
         mono_dec = all(b >= a for a, b in zip(learned, learned[1:], strict=False))
         checks.append(Check("learned features (‖W_i‖ > 0.5) from dense to sparse", learned,
@@ -342,20 +387,33 @@ class Privileged(Experiment):
             })
         same = sum(r["same_structure"] for r in comparison)
         close = sum(r["pruned_loss"] <= r["exhaustive_loss"] * 1.01 for r in comparison)
-        checks.append(at_least(f"densities where pruning {k_small} restarts finds the exhaustive best's loss (±1%)",
-                               close, math.ceil(0.8 * len(dens)), SRC,
-                               "our acceptance for the pruning method (not a paper claim): the pruned winner's "
-                               "eval loss ≤ 1.01 × the exhaustive winner's in ≥ 80% of densities. Seeds 200 and 300 "
-                               "give 4 and 4, and 9 and 9 without pruning (benchmarks/bench_pruning.py, notes)"))
-        # The method as used: best of 1000 pruned against best of 16 trained to the end (more restarts, pruned,
-        # should not lose to fewer, unpruned).
+        # §7.1 D8: the pruning acceptance is the equal-compute comparison (the same evaluation samples per density).
+        eq = ctx.runs["exhaustive-equal-compute"]
+        k_eq = eq.config.restarts
+        eq_best = eq.best_indices()
+        eq_ratio = [float(pruned.eval_loss[best[c]] / eq.eval_loss[eq_best[c]]) for c in range(len(dens))]
         main_ratio = [float(pruned.eval_loss[best[c]] / exh.eval_loss[eb[c]]) for c in range(len(dens))]
-        checks.append(Check(f"pruned best of {plan[0][0]} vs exhaustive best of {k_small}: loss ratio per density",
-                            [round(v, 4) for v in main_ratio], "all ≤ 1.01", all(v <= 1.01 for v in main_ratio), SRC,
-                            "our acceptance for the pruning method, next to the same-seed comparison above"))
+        need = math.ceil(8 / 11 * len(dens))
+        n_eq = sum(v <= EQUAL_COMPUTE_RATIO for v in eq_ratio)
+        checks += [
+            Check(f"pruned best of {plan[0][0]} vs exhaustive best of {k_eq} at equal compute: densities with loss "
+                  f"ratio ≤ {EQUAL_COMPUTE_RATIO}", f"{n_eq} of {len(dens)}", f"≥ {need} of {len(dens)}", n_eq >= need,
+                  SRC + "; §7.1 D8", "our acceptance for the pruning method (not a paper claim); per-density ratios "
+                  f"{[round(v, 4) for v in eq_ratio]}", kind="sanity"),
+            Check(f"pruned best of {plan[0][0]} vs exhaustive best of {k_small}: loss ratio per density",
+                  [round(v, 4) for v in main_ratio], "all < 1 (pruning beats it)", all(v < 1 for v in main_ratio),
+                  SRC + "; §7.1 D8", "our acceptance for the pruning method (not a paper claim)", kind="sanity"),
+            superseded(
+                at_least(f"densities where pruning {k_small} restarts finds the exhaustive best's loss (±1%)",
+                         close, math.ceil(0.8 * len(dens)), SRC, kind="sanity"),
+                "§7.1 D8: replaced by the equal-compute comparison — early evaluation loss ranks restarts poorly at "
+                "this size (held-out seeds 200 and 300: 4 of 11 each, 9 of 11 without pruning; "
+                "benchmarks/bench_pruning.py)"),
+        ]
         # Reported, not judged (a table entry, not a check): the structure signature is sensitive to weights
         # near the thresholds.
-        tables_extra = {"densities_where_pruning_finds_the_exhaustive_structure": f"{same}/{len(dens)}"}
+        tables_extra = {"densities_where_pruning_finds_the_exhaustive_structure": f"{same}/{len(dens)}",
+                        "equal_compute_loss_ratio": eq_ratio, "equal_compute_restarts": k_eq}
 
         reach = []
         for c, _ in enumerate(dens):

@@ -13,18 +13,19 @@ from typing import Any
 
 from tmslab.config import ConfigError, versions
 from tmslab.experiments import EXPERIMENTS, get
-from tmslab.experiments.base import Context, Experiment
+from tmslab.experiments.base import Context, Experiment, gate_quick
 from tmslab.io import (
     RunFormatError,
     atomic_write_json,
+    check_output_dir,
     load_run,
     make_dir,
     output_kind,
-    prepare_output_dir,
     remove_output,
     save_run,
 )
 from tmslab.progress import Interrupted
+from tmslab.report import counts_line, tally
 
 RESULTS = "results.json"
 SUMMARY = "summary.json"
@@ -81,6 +82,7 @@ def run_experiment(exp: Experiment, out: Path, quick: bool, progress: bool = Tru
         for name, spec in specs.items():
             ctx.sweeps[name] = run_sweep(spec, edir / name, progress=progress)
     analysis = exp.analyze(ctx)
+    gate_quick(analysis.checks, quick, exp.quick_not_evaluated)
     figures = []
     for fig in analysis.figures:
         html, png = save_figure(fig.plotly, fig.static, edir / fig.name)
@@ -118,21 +120,48 @@ def collect(out: Path) -> list[dict[str, Any]]:
     return found
 
 
+def fidelity_word(quick: bool) -> str:
+    return "quick" if quick else "full"
+
+
 def write_summary(out: Path) -> dict[str, Any]:
-    """DIR/summary.json: every check of every finished experiment."""
+    """DIR/summary.json: every check of every finished experiment, and the counts by kind and status."""
     rows = []
-    for res in collect(out):
+    results = collect(out)
+    for res in results:
         for c in res["checks"]:
-            rows.append({"experiment": res["name"], "source": c["source"] or res["spec_ref"], **c})
+            rows.append({"experiment": res["name"], "source": c["source"] or res["spec_ref"], "kind": "claim",
+                         "status": "pass" if c["passed"] else "fail", "reason": "", **c})
+    quick = {bool(r.get("quick")) for r in results}
+    if len(quick) > 1:  # reproduce() refuses to mix; only a hand-assembled folder gets here
+        raise ConfigError(f"{out} mixes quick and full-fidelity results; rerun them into separate --out folders.")
+    fidelity = fidelity_word(quick.pop()) if quick else "full"
+    t = tally(rows)
     summary = {
+        "fidelity": fidelity,
+        "counts": t,
+        "line": counts_line(t, fidelity),
         "checks": rows,
-        "passed": sum(r["passed"] for r in rows),
-        "total": len(rows),
-        "experiments": [r["name"] for r in collect(out)],
+        "experiments": [r["name"] for r in results],
         "versions": versions(),
     }
     atomic_write_json(out / SUMMARY, summary)
     return summary
+
+
+def check_fidelity(out: Path, quick: bool) -> None:
+    """Refuse (before anything is written) to add results of one fidelity to a folder holding the other's."""
+    want = fidelity_word(quick)
+    found = set()
+    try:
+        found.add(json.loads((out / SUMMARY).read_text()).get("fidelity"))
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+        pass
+    found |= {fidelity_word(bool(r.get("quick"))) for r in collect(out)} if out.is_dir() else set()
+    other = found - {want, None}
+    if other:
+        raise ConfigError(f"--out {out} holds {other.pop()}-fidelity results; give a new --out for {want}-fidelity "
+                          "ones (a folder never mixes fidelities).")
 
 
 def build_index(out: Path) -> Path:
@@ -147,8 +176,8 @@ def build_index(out: Path) -> Path:
                 title=res["title"],
                 claim=res["claim"],
                 spec_ref=res["spec_ref"],
-                fidelity=("QUICK (reduced fidelity; checks are indicative): " if res["quick"] else "")
-                + res["fidelity"],
+                fidelity=("QUICK (reduced fidelity; claims it cannot show are not evaluated): " if res["quick"]
+                          else "") + res["fidelity"],
                 config={"runs": res["configs"], "sweeps": res["sweeps"]},
                 figures=[(f["html"], f["png"], f["caption"]) for f in res["figures"]],
                 checks=[{**c, "source": c["source"] or res["spec_ref"]} for c in res["checks"]],
@@ -157,8 +186,10 @@ def build_index(out: Path) -> Path:
         )
     if not sections:
         raise ConfigError(f"{out} holds no experiment results; run `tms reproduce --out {out}` first.")
+    quick = any(r["quick"] for r in collect(out))
     meta = {"versions": versions(), "generated": time.strftime("%Y-%m-%d %H:%M:%S")}
-    return build_report(out, sections, title="tmslab — Toy Models of Superposition, reproduced", meta=meta)
+    return build_report(out, sections, title="tmslab — Toy Models of Superposition, reproduced", meta=meta,
+                        fidelity=fidelity_word(quick))
 
 
 def reproduce(
@@ -171,7 +202,9 @@ def reproduce(
 ) -> dict[str, Any]:
     """Run the selected experiments into `out` and build summary.json and index.html."""
     experiments = select(only)
-    out = prepare_output_dir(out, "reproduce", resume=True)  # an earlier reproduce folder is resumed
+    out = check_output_dir(out, "reproduce", resume=True)  # an earlier reproduce folder is resumed
+    check_fidelity(out, quick)
+    make_dir(out, "reproduce")
     bar = None
     if progress:
         from tmslab.progress import bar as progress_bar
@@ -189,11 +222,12 @@ def reproduce(
                 log(f"{exp.name}: done earlier, skipped (use --force to recompute)")
             else:
                 res = run_experiment(exp, out, quick, progress)
-                ok = sum(c["passed"] for c in res["checks"])
-                log(f"{exp.name}: {ok}/{len(res['checks'])} checks passed in {res['seconds']:.1f} s")
+                line = counts_line(tally(res["checks"]), fidelity_word(quick))
+                log(f"{exp.name}: {line.split(': ', 1)[1]} in {res['seconds']:.1f} s")
                 for c in res["checks"]:
-                    mark = "PASS" if c["passed"] else "FAIL"
-                    log(f"  [{mark}] {c['name']}: {c['measured']} (expected {c['expected']})")
+                    why = f"; {c['reason']}" if c["reason"] else ""
+                    log(f"  [{c['status'].upper()}] ({c['kind']}) {c['name']}: {c['measured']} "
+                        f"(expected {c['expected']}{why})")
             done += 1
             if bar is not None:
                 bar.update(1)

@@ -82,7 +82,8 @@ class Uniform(Experiment):
             at_least("consecutive grid points with D* = 0.5 ± 0.05 (the 1/2 plateau)",
                      plateau_length(dstar, 0.5, 0.05), 2, src4),
             Check("max over models of Σ_i D_i − m", round(float((D.sum(-1) - m).max()), 6), "≤ 1e-4",
-                  bool((D.sum(-1) <= m + 1e-4).all()), src5, "Σ D_i ≤ m is a theorem (§3); a violation is a bug"),
+                  bool((D.sum(-1) <= m + 1e-4).all()), src5, "Σ D_i ≤ m is a theorem (§3); a violation is a bug",
+                  kind="sanity"),
         ]
         window = [i for i, d in enumerate(dens) if 2 <= 1 / d <= 6]
         near = total = 0
@@ -106,7 +107,8 @@ class Uniform(Experiment):
                                round(named / max(equal, 1), 4), 1.0, src5,
                                f"{equal} components whose features get ≤ {TEGUM_LEAK:.0%} of their interference "
                                "Σ_j (Ŵ_i·W_j)² from outside the component (tegum factors): D = d/k is a theorem for "
-                               "an isolated tight frame, and that leak moves D by at most 2% of its value"))
+                               "an isolated tight frame, and that leak moves D by at most 2% of its value",
+                               kind="sanity"))
         labels = [metrics.describe_polytopes(c) for c in metrics.polytopes(W)]
         show = [i for i in range(len(dens)) if i % max(1, len(dens) // 4) == 0][:4]
         figs = [
