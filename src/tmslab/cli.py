@@ -58,6 +58,16 @@ def parse_floats(flag: str, text: str) -> list[float]:
     return out
 
 
+def parse_indices(flag: str, text: str) -> list[int]:
+    """'3,4' → [3, 4], with a one-line error naming the flag and the bad item."""
+    out = []
+    for item in (t.strip() for t in text.split(",")):
+        if not item.isdigit():
+            raise UsageError(f"{flag} must be a comma-separated list of feature indices; {item!r} is not one.")
+        out.append(int(item))
+    return out
+
+
 def config_from_options(**opts: Any) -> TrainConfig:
     """Build and validate a TrainConfig from CLI option values (kebab-case flags → fields)."""
     density = parse_floats("--density", opts.pop("density"))
@@ -81,7 +91,9 @@ def _fail(message: str, code: int = 2) -> None:
 @app.command()
 def train(
     out: Annotated[Path, typer.Option(help="Run directory to write (model.safetensors, config.json, metrics.json).")],
-    model: Annotated[str, typer.Option(help="relu-output | linear | hidden-relu | abs.")] = "relu-output",
+    model: Annotated[
+        str, typer.Option(help="relu-output | linear | hidden-relu | abs | relu-output-id.")
+    ] = "relu-output",
     features: Annotated[int, typer.Option(help="Number of input features n.")] = 5,
     hidden: Annotated[int, typer.Option(help="Number of hidden dimensions m.")] = 2,
     density: Annotated[str, typer.Option(help="Feature densities 1−S, comma list: one configuration each.")] = "1.0",
@@ -107,6 +119,12 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     engine: Annotated[str, typer.Option(help="auto | fast | reference.")] = "auto",
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads (default: torch's choice).")] = None,
+    off_features: Annotated[
+        str | None, typer.Option(help="Comma list of feature indices never active in training (distribution shift).")
+    ] = None,
+    eval_density: Annotated[
+        str | None, typer.Option(help="Densities at evaluation, one per --density entry (records a shifted loss).")
+    ] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing non-empty --out.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar or table.")] = False,
 ) -> None:
@@ -140,6 +158,8 @@ def train(
         record_every=record_every,
         seed=seed,
         engine=engine,
+        off_features=parse_indices("--off-features", off_features) if off_features else [],
+        eval_density=parse_floats("--eval-density", eval_density) if eval_density else None,
     )
     if threads is not None:
         if threads < 1:
@@ -298,6 +318,91 @@ def sweep(
     if not quiet:
         where = out / "results.parquet" if shard is None else out / "rows"
         typer.echo(f"{len(df)} runs in {where}")
+
+
+# ---- tms export / tms import (paper-spec §6.6) ------------------------------------------------------
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A tmslab run directory (tms train, a zoo model, an experiment).")],
+    to: Annotated[str, typer.Option(help="param-decomp | devinterp | transformer-lens.")],
+    out: Annotated[Path, typer.Option(help="Directory to write (see docs/interop.md for its files).")],
+    instance: Annotated[
+        int | None, typer.Option(help="Instance to export (default: the best restart; transformer-lens: all).")
+    ] = None,
+    lr_schedule: Annotated[
+        str, typer.Option(help="param-decomp lr fields: legacy (lr + lr_schedule string) | object (ScheduleConfig).")
+    ] = "legacy",
+    force: Annotated[bool, typer.Option(help="Overwrite an existing non-empty --out.")] = False,
+) -> None:
+    """Write a model in another tool's format: param-decomp's tms.pth, devinterp's ToyAutoencoder, or a
+    HookedToyModel for TransformerLens / SAELens. Example: tms export RUN --to param-decomp --out pd/"""
+    from tmslab.interop import export_run
+    from tmslab.io import load_run
+
+    path = export_run(load_run(run_dir), to, out, instance, schedule_form=lr_schedule, force=force)
+    typer.echo(f"wrote {path}")
+
+
+@app.command("import")
+def import_(
+    src: Annotated[Path, typer.Argument(help="A directory written by `tms export`, param-decomp or devinterp.")],
+    out: Annotated[Path, typer.Option(help="Run directory to write.")],
+    force: Annotated[bool, typer.Option(help="Overwrite an existing non-empty --out.")] = False,
+) -> None:
+    """Read a param-decomp / devinterp / transformer-lens checkpoint (weights-only, validated) into a tmslab run."""
+    from tmslab.interop import import_dir
+
+    typer.echo(f"wrote {import_dir(src, out, force=force)}")
+
+
+# ---- tms zoo ---------------------------------------------------------------------------------------
+
+zoo_app = typer.Typer(help="Named, checked toy models built on first request and cached (tmslab.zoo).",
+                      no_args_is_help=True)
+app.add_typer(zoo_app, name="zoo")
+
+
+@zoo_app.command("list")
+def zoo_list() -> None:
+    """List the zoo models (* = already built in the cache)."""
+    from tmslab import zoo
+
+    for z in zoo.ZOO.values():
+        typer.echo(f"{'*' if zoo.is_built(z.name) else ' '} {z.name:18s} {z.title}")
+
+
+@zoo_app.command("show")
+def zoo_show(name: Annotated[str, typer.Argument(help="A name from `tms zoo list`.")]) -> None:
+    """Print a model's card (its recipe and, once built, its checks and scores)."""
+    import json
+
+    from tmslab import zoo
+
+    z = zoo.entry(name)
+    if zoo.is_built(name):
+        typer.echo((zoo.path(name) / zoo.CARD_MD).read_text())
+        return
+    typer.echo(f"# {z.name}: {z.title}\n\n{z.description}\n\nSource: paper-spec {z.source}. Not built yet: "
+               f"`tms zoo get {z.name} --out DIR` builds it (checks run then).\n\n{json.dumps(z.config.to_dict())}")
+
+
+@zoo_app.command("get")
+def zoo_get(
+    name: Annotated[str, typer.Argument(help="A name from `tms zoo list`.")],
+    out: Annotated[Path, typer.Option(help="Directory to write: the run plus card.md and card.json.")],
+    force: Annotated[bool, typer.Option(help="Overwrite an existing non-empty --out.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Copy a zoo model into DIR, building (training and checking) it first if it is not cached."""
+    from tmslab import zoo
+
+    try:
+        path = zoo.get(name, out, force=force, progress=not quiet)
+    except zoo.ZooCheckError as e:
+        _fail(str(e), code=1)
+    typer.echo(f"wrote {path}")
 
 
 # ---- entry point -----------------------------------------------------------------------------------

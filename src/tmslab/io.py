@@ -84,8 +84,23 @@ def check_out_dir(out: Path, force: bool = False) -> None:
         raise ConfigError(f"cannot write to {parent} (no permission).")
 
 
-def instance_records(config: TrainConfig, eval_loss: Tensor, best: Tensor) -> list[dict[str, Any]]:
-    """One metrics.json record per instance: configurations in order, restarts innermost."""
+def replace_dir(tmp: Path, out: Path) -> None:
+    """Rename the finished directory `tmp` to `out`, replacing an `out` the caller allowed (empty, or --force)."""
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+def instance_records(
+    config: TrainConfig, eval_loss: Tensor, best: Tensor, shifted_eval_loss: Tensor | None = None
+) -> list[dict[str, Any]]:
+    """One metrics.json record per instance: configurations in order, restarts innermost; with an eval_density
+    (distribution shift, paper-spec §6.6) also that density and the loss under it."""
     rows = []
     for k in range(config.n_instances):
         c, r = divmod(k, config.restarts)
@@ -101,6 +116,9 @@ def instance_records(config: TrainConfig, eval_loss: Tensor, best: Tensor) -> li
                 "best": bool(best[k]),
             }
         )
+        if shifted_eval_loss is not None:
+            rows[-1]["eval_density"] = config.eval_density[c]
+            rows[-1]["shifted_eval_loss"] = float(shifted_eval_loss[k])
     return rows
 
 
@@ -120,7 +138,9 @@ def save_run(out: Path, result: Any, extra_metrics: dict[str, Any] | None = None
             {**config.to_dict(), "n_instances": config.n_instances, "versions": versions(), "engine": result.engine},
         )
         metrics = {
-            "instances": instance_records(config, result.eval_loss, result.best),
+            "instances": instance_records(
+                config, result.eval_loss, result.best, getattr(result, "shifted_eval_loss", None)
+            ),
             "train_seconds": result.train_seconds,
             "engine": result.engine,
             **(extra_metrics or {}),
@@ -128,14 +148,7 @@ def save_run(out: Path, result: Any, extra_metrics: dict[str, Any] | None = None
         atomic_write_json(tmp / METRICS, metrics)
         if result.history:
             atomic_save_tensors(tmp / HISTORY, result.history)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
