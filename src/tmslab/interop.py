@@ -303,15 +303,8 @@ def _positive(path: Path, name: str, value: Any) -> int:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise InteropError(f"{path} is missing; param-decomp keeps it beside {PD_WEIGHTS}.") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise InteropError(f"{path} is not valid YAML ({e.__class__.__name__}).") from None
-    if not isinstance(data, dict) or not isinstance(data.get("tms_model_config"), dict):
+    data = _read_mapping(path, f"param-decomp keeps it beside {PD_WEIGHTS}", yaml_format=True)
+    if not isinstance(data.get("tms_model_config"), dict):
         raise InteropError(f"{path} has no tms_model_config mapping; is it a param-decomp tms_train_config.yaml?")
     return data
 
@@ -385,7 +378,7 @@ def read_param_decomp(src: Path) -> tuple[dict[str, Tensor], TrainConfig, dict[s
 def read_devinterp(src: Path) -> tuple[dict[str, Tensor], TrainConfig, dict[str, Any]]:
     """(params, configuration, their metadata) from a devinterp ToyAutoencoder dir."""
     jpath, wpath = src / DI_CONFIG, src / DI_WEIGHTS
-    meta = _read_json_file(jpath, f"devinterp's state dict does not say the model's nonlinearity or data; "
+    meta = _read_mapping(jpath, f"devinterp's state dict does not say the model's nonlinearity or data; "
                                   f"write {DI_CONFIG} as docs/interop.md describes")
     model, data = meta.get("model"), meta.get("data")
     if not isinstance(model, dict) or not isinstance(data, dict):
@@ -416,8 +409,8 @@ def read_transformer_lens(src: Path) -> tuple[dict[str, Tensor], TrainConfig, di
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    cfg = _read_json_file(src / TL_CONFIG, "HookedToyModel keeps its constructor arguments there")
-    sidecar = _read_json_file(src / SIDECAR, "a HookedToyModel's weights do not say what data it was trained on")
+    cfg = _read_mapping(src / TL_CONFIG, "HookedToyModel keeps its constructor arguments there")
+    sidecar = _read_mapping(src / SIDECAR, "a HookedToyModel's weights do not say what data it was trained on")
     config = _sidecar_config(src, sidecar)
     k, n, m = config.n_instances, config.n_features, config.n_hidden
     if [cfg.get(key) for key in ("model", "n_instances", "n_features", "n_hidden")] != [config.model, k, n, m]:
@@ -432,15 +425,20 @@ def read_transformer_lens(src: Path) -> tuple[dict[str, Tensor], TrainConfig, di
     return _check_keys(src / TL_WEIGHTS, state, shapes), config, cfg
 
 
-def _read_json_file(path: Path, why: str) -> dict[str, Any]:
+def _read_mapping(path: Path, why: str, yaml_format: bool = False) -> dict[str, Any]:
+    """A JSON (or, safely, YAML) file holding a mapping; one-line errors when missing or malformed."""
+    import yaml
+
     try:
-        data = json.loads(path.read_text())
+        text = path.read_text()
+        data = yaml.safe_load(text) if yaml_format else json.loads(text)
     except FileNotFoundError:
         raise InteropError(f"{path} is missing ({why}).") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InteropError(f"{path} is not valid JSON ({e.__class__.__name__}).") from None
+    except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as e:
+        kind = "YAML" if yaml_format else "JSON"
+        raise InteropError(f"{path} is not valid {kind} ({e.__class__.__name__}).") from None
     if not isinstance(data, dict):
-        raise InteropError(f"{path} must hold a JSON object.")
+        raise InteropError(f"{path} must hold a mapping (a JSON object).")
     return data
 
 
@@ -463,7 +461,7 @@ def read_dir(src: Path) -> tuple[dict[str, Tensor], TrainConfig, dict[str, Any]]
     params, config, theirs = READERS[fmt](src)
     provenance: dict[str, Any] = {"format": fmt, "source": str(src), "source_config": theirs}
     if (src / SIDECAR).exists() and fmt != "transformer-lens":
-        sidecar = _read_json_file(src / SIDECAR, "")
+        sidecar = _read_mapping(src / SIDECAR, "")
         own = _sidecar_config(src, sidecar)
         mapped = (config.model, config.n_features, config.n_hidden, config.n_instances)
         if (own.model, own.n_features, own.n_hidden, own.n_instances) != mapped:
@@ -471,7 +469,7 @@ def read_dir(src: Path) -> tuple[dict[str, Tensor], TrainConfig, dict[str, Any]]
                                f"but the weights hold a {config.model} {config.n_features}-{config.n_hidden} one.")
         config = own
     if (src / SIDECAR).exists():
-        provenance["tmslab_export"] = _read_json_file(src / SIDECAR, "").get("source")
+        provenance["tmslab_export"] = _read_mapping(src / SIDECAR, "").get("source")
     return params, config, provenance
 
 

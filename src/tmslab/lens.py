@@ -33,7 +33,7 @@ except ImportError as e:  # pragma: no cover - depends on the installed extras
 
 from tmslab.config import ModelKind
 from tmslab.io import Run
-from tmslab.models import MODEL_KINDS, ToyModel
+from tmslab.models import ToyModel
 
 __all__ = ["HookedToyModel"]
 
@@ -43,13 +43,11 @@ class HookedToyModel(HookedRootModule):
 
     def __init__(self, kind: ModelKind, n_instances: int, n_features: int, n_hidden: int) -> None:
         super().__init__()
-        if kind not in MODEL_KINDS:
-            raise ValueError(f"model must be one of {', '.join(MODEL_KINDS)}; got {kind!r}.")
+        # Same parameters as ToyModel (and the same frozen identity buffer for relu-output-id); it checks `kind`.
+        template = ToyModel(kind, n_instances, n_features, n_hidden)
         self.kind = kind
         self.n_instances, self.n_features, self.n_hidden = n_instances, n_features, n_hidden
         self.cfg = {"model": kind, "n_instances": n_instances, "n_features": n_features, "n_hidden": n_hidden}
-        # Same parameters as ToyModel (and the same frozen identity buffer for relu-output-id).
-        template = ToyModel(kind, n_instances, n_features, n_hidden)
         for name, p in template.named_parameters():
             self.register_parameter(name, nn.Parameter(p.detach().clone()))
         if kind == "relu-output-id":
