@@ -71,9 +71,15 @@ def test_cli(capsys, tmp_path):
     assert "unknown zoo model 'tms-40-1'" in err and "tms-40-10" in err and not (tmp_path / "x").exists()
 
 
+#: The zoo models CI builds (seconds to a minute each on 2 quiet cores). uniform-400-30, abs-100-40, tms-40-10-id
+#: and the other k-gons take minutes each: `python benchmarks/bench_zoo.py` builds every model on a fresh cache,
+#: and any build refuses to cache a model that fails its card.
+CI_BUILT = ["tms-5-2", "tms-5-2-id", "tms-5-2-off", "tms-40-10", "intro-pentagon", "privileged-10-5", "onehot-kgon-6"]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(zoo.ZOO))
-def test_every_zoo_model_passes_its_card(name):
+@pytest.mark.parametrize("name", CI_BUILT)
+def test_zoo_models_pass_their_cards(name):
     """Builds raise ZooCheckError on any failing check, so a build that returns passed them all."""
     run = zoo.load(name)
     card = json.loads((zoo.path(name) / "card.json").read_text())
