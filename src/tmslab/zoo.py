@@ -28,6 +28,7 @@ import torch
 from tmslab import __version__, metrics, theory
 from tmslab.config import ConfigError, TrainConfig, versions
 from tmslab.experiments.base import Check, all_within, at_least, at_most, within
+from tmslab.experiments.intro import regular_pentagon
 from tmslab.io import Run, atomic_write_bytes, atomic_write_json, check_out_dir, load_run, replace_dir, save_run
 
 CARD_MD, CARD_JSON = "card.md", "card.json"
@@ -77,15 +78,7 @@ def sum_dimensionality(run: Run) -> Check:
 
 def pentagon(run: Run) -> list[Check]:
     """Five learned features at 72° ± 3° consecutive gaps (E1b) in the best restart."""
-    W = run.W[_best(run)[0]].double()
-    norms = metrics.feature_norms(W[None])[0]
-    gaps = metrics.angular_gaps(W[None])[0]
-    n = int((norms > 0.5).sum())
-    return [
-        Check("learned features (‖W_i‖ > 0.5)", n, "5", n == 5, "§2.1, E1b"),
-        all_within("consecutive angular gaps (°)", gaps, 69, 75, "§2.1, E1b", "72° ± 3°: a regular pentagon"),
-        sum_dimensionality(run),
-    ]
+    return regular_pentagon(run.W[_best(run)[0]].double(), "best restart") + [sum_dimensionality(run)]
 
 
 def intro_pentagon(run: Run) -> list[Check]:
