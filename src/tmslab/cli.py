@@ -89,6 +89,29 @@ def parse_floats(flag: str, text: str) -> list[float]:
     return out
 
 
+def parse_indices(flag: str, text: str) -> list[int]:
+    """'3,4' → [3, 4], with a one-line error naming the flag and the bad item."""
+    out = []
+    for item in (t.strip() for t in text.split(",")):
+        if not item.isdigit():
+            raise UsageError(f"{flag} must be a comma-separated list of feature indices; {item!r} is not one.")
+        out.append(int(item))
+    return out
+
+
+#: Comma-list options other than --density / --importance: field → (flag, parser). Not given: the field's default.
+_LIST_OPTIONS = {"off_features": ("--off-features", parse_indices), "eval_density": ("--eval-density", parse_floats)}
+
+
+def _parse_lists(opts: dict[str, Any]) -> dict[str, Any]:
+    for name, (flag, parse) in _LIST_OPTIONS.items():
+        if name in opts:
+            text = opts.pop(name)
+            if text is not None:
+                opts[name] = parse(flag, text)
+    return opts
+
+
 def config_from_options(**opts: Any) -> TrainConfig:
     """Build and validate a TrainConfig from CLI option values (kebab-case flags → fields)."""
     density = parse_floats("--density", opts.pop("density"))
@@ -98,7 +121,7 @@ def config_from_options(**opts: Any) -> TrainConfig:
     if opts.get("importance_decay") is None:
         opts["importance_decay"] = 1.0
     opts["importance"] = parse_floats("--importance", importance) if importance is not None else None
-    return TrainConfig(density=density, **opts)
+    return TrainConfig(density=density, **_parse_lists(opts))
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -132,7 +155,7 @@ _TRAIN_FIELDS = {
     "batch_size": "batch_size", "lr": "lr", "weight_decay": "weight_decay", "schedule": "schedule",
     "warmup_steps": "warmup_steps", "distribution": "distribution", "set_size": "set_size", "init": "init",
     "hidden_l1": "hidden_l1", "eval_samples": "eval_samples", "record_every": "record_every", "seed": "seed",
-    "engine": "engine",
+    "engine": "engine", "off_features": "off_features", "eval_density": "eval_density",
 }  # fmt: skip
 
 
@@ -176,6 +199,12 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     engine: Annotated[Engine, typer.Option(help="Training engine.")] = "auto",
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads (default: torch's choice).")] = None,
+    off_features: Annotated[
+        str | None, typer.Option(help="Comma list of feature indices never active in training (distribution shift).")
+    ] = None,
+    eval_density: Annotated[
+        str | None, typer.Option(help="Densities at evaluation, one per --density entry (records a shifted loss).")
+    ] = None,
     force: Annotated[bool, typer.Option(help="Replace a previous tmslab run in --out (only its files).")] = False,
     quiet: Quiet = 0,
 ) -> None:
@@ -237,7 +266,7 @@ def _config_with_overrides(ctx: typer.Context, saved: dict[str, Any], values: di
         given["importance"] = parse_floats("--importance", given["importance"])
     elif "importance_decay" in given:
         given["importance"] = None
-    return TrainConfig.from_dict({**saved, **given})
+    return TrainConfig.from_dict({**saved, **_parse_lists(given)})
 
 
 # ---- tms inspect -----------------------------------------------------------------------------------
@@ -438,6 +467,92 @@ def sweep(
     if quiet < 2:
         where = out / "results.parquet" if shard is None else out / "rows"
         typer.echo(f"{plural(len(df), 'run')} in {where}")
+
+
+# ---- tms export / tms import (paper-spec §6.6) ------------------------------------------------------
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A tmslab run directory (tms train, a zoo model, an experiment).")],
+    to: Annotated[str, typer.Option(help="param-decomp | devinterp | transformer-lens.")],
+    out: Annotated[Path, typer.Option(help="Directory to write (see docs/interop.md for its files).")],
+    instance: Annotated[
+        int | None, typer.Option(help="Instance to export (default: the best restart; transformer-lens: all).")
+    ] = None,
+    lr_schedule: Annotated[
+        str, typer.Option(help="param-decomp lr fields: legacy (lr + lr_schedule string) | object (ScheduleConfig).")
+    ] = "legacy",
+    force: Annotated[bool, typer.Option(help="Replace a previous tmslab output in --out (only its files).")] = False,
+) -> None:
+    """Write a model in another tool's format: param-decomp's tms.pth, devinterp's ToyAutoencoder, or a
+    HookedToyModel for TransformerLens / SAELens. Example: tms export RUN --to param-decomp --out pd/"""
+    from tmslab.interop import export_run
+    from tmslab.io import load_run
+
+    path = export_run(load_run(run_dir), to, out, instance, schedule_form=lr_schedule, force=force)
+    typer.echo(f"wrote {path}")
+
+
+@app.command("import")
+def import_(
+    src: Annotated[Path, typer.Argument(help="A directory written by `tms export`, param-decomp or devinterp.")],
+    out: Annotated[Path, typer.Option(help="Run directory to write.")],
+    force: Annotated[bool, typer.Option(help="Replace a previous tmslab output in --out (only its files).")] = False,
+) -> None:
+    """Read a param-decomp / devinterp / transformer-lens checkpoint (weights-only, validated) into a tmslab run."""
+    from tmslab.interop import import_dir
+
+    typer.echo(f"wrote {import_dir(src, out, force=force)}")
+
+
+# ---- tms zoo ---------------------------------------------------------------------------------------
+
+zoo_app = typer.Typer(help="Named, checked toy models built on first request and cached (tmslab.zoo).",
+                      no_args_is_help=True)
+app.add_typer(zoo_app, name="zoo")
+
+
+@zoo_app.command("list")
+def zoo_list() -> None:
+    """List the zoo models (* = already built in the cache)."""
+    from tmslab import zoo
+
+    for z in zoo.ZOO.values():
+        typer.echo(f"{'*' if zoo.is_built(z.name) else ' '} {z.name:18s} {z.title}")
+
+
+@zoo_app.command("show")
+def zoo_show(name: Annotated[str, typer.Argument(help="A name from `tms zoo list`.")]) -> None:
+    """Print a model's card (its recipe and, once built, its checks and scores)."""
+    import json
+
+    from tmslab import zoo
+
+    z = zoo.entry(name)
+    if zoo.is_built(name):
+        typer.echo((zoo.path(name) / zoo.CARD_MD).read_text())
+        return
+    typer.echo(f"# {z.name}: {z.title}\n\n{z.description}\n\nSource: paper-spec {z.source}. Not built yet: "
+               f"`tms zoo get {z.name} --out DIR` builds it (checks run then).\n\n{json.dumps(z.config.to_dict())}")
+
+
+@zoo_app.command("get")
+def zoo_get(
+    name: Annotated[str, typer.Argument(help="A name from `tms zoo list`.")],
+    out: Annotated[Path, typer.Option(help="Directory to write: the run plus card.md and card.json.")],
+    force: Annotated[bool, typer.Option(help="Replace a previous tmslab output in --out (only its files).")] = False,
+    quiet: Quiet = 0,
+) -> None:
+    """Copy a zoo model into DIR, building (training and checking) it first if it is not cached."""
+    from tmslab import zoo
+
+    try:
+        path = zoo.get(name, out, force=force, progress=not quiet)
+    except zoo.ZooCheckError as e:
+        _fail(str(e), code=1)
+    if quiet < 2:
+        typer.echo(f"wrote {path}")
 
 
 # ---- entry point -----------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any, Literal, get_args
 
 from tmslab.naming import canonical_keys, spelled
 
-ModelKind = Literal["relu-output", "linear", "hidden-relu", "abs"]
+ModelKind = Literal["relu-output", "linear", "hidden-relu", "abs", "relu-output-id"]
 Distribution = Literal["independent", "correlated", "anticorrelated", "one-hot"]
 Schedule = Literal["constant", "linear", "cosine"]
 Init = Literal["xavier", "xavier-notebook"]
@@ -62,18 +62,20 @@ def _choice(name: str, value: Any, literal: Any) -> None:
         raise ConfigError(f"{spelled(name)} must be one of {', '.join(allowed)}; got {value!r}.")
 
 
-def _density(value: Any, n_features: int) -> float | list[float]:
+def _density(value: Any, n_features: int, allow_zero: bool = False) -> float | list[float]:
+    name = "eval_density" if allow_zero else "density"
+
     def one(v: Any) -> float:
-        v = _finite("density", v)
-        if not 0.0 < v <= 1.0:
-            raise ConfigError(f"{spelled('density')} must be in (0, 1], got {v}.")
+        v = _finite(name, v)
+        if not (0.0 <= v <= 1.0 if allow_zero else 0.0 < v <= 1.0):
+            raise ConfigError(f"{spelled(name)} must be in {'[0' if allow_zero else '(0'}, 1], got {v}.")
         return v
 
     value = _plain(value)
     if isinstance(value, (list, tuple)):
         if len(value) != n_features:
             raise ConfigError(
-                f"a per-feature {spelled('density')} needs {n_features} values (one per feature), got {len(value)}."
+                f"a per-feature {spelled(name)} needs {n_features} values (one per feature), got {len(value)}."
             )
         return [one(v) for v in value]
     return one(value)
@@ -117,7 +119,9 @@ class TrainConfig:
 
     model: ModelKind = "relu-output"
     """relu-output: x' = ReLU(WᵀWx + b); linear: x' = WᵀWx + b; hidden-relu: h = ReLU(Wx),
-    x' = ReLU(Wᵀh + b); abs: untied h = ReLU(W1 x), y' = ReLU(W2 h + b) with target |x| (paper §2.10)."""
+    x' = ReLU(Wᵀh + b); abs: untied h = ReLU(W1 x), y' = ReLU(W2 h + b) with target |x| (paper §2.10);
+    relu-output-id: x' = ReLU(Wᵀ·Id·Wx + b) with a frozen m × m identity layer, the "-id" targets of
+    param-decomp (paper-spec §6.6); trained by the reference loop."""
 
     n_features: int = 5
     """Number of input features n."""
@@ -187,6 +191,15 @@ class TrainConfig:
     record_every: int = 0
     """Record the training loss and a weight snapshot every this many steps (0 = off)."""
 
+    off_features: list[int] = field(default_factory=list)
+    """Indices of features that are never active during training (density 0; independent distribution only):
+    distribution-shift targets (paper-spec §6.6, param-decomp issue #4). They stay off in eval_loss."""
+
+    eval_density: list[Any] | None = None
+    """Density at evaluation, one entry per configuration (a float or a per-feature list, each in [0, 1]);
+    the run then records each instance's loss under it as shifted_eval_loss beside eval_loss (which stays
+    on the training distribution and picks the best restart). None: no shifted evaluation."""
+
     def __post_init__(self) -> None:
         _choice("model", self.model, ModelKind)
         _choice("distribution", self.distribution, Distribution)
@@ -228,6 +241,29 @@ class TrainConfig:
                 f"{spelled('n_features')} ({self.n_features}) must be a multiple of {spelled('set_size')} "
                 f"({self.set_size}) for {self.distribution} sets."
             )
+        self._validate_shift()
+
+    def _validate_shift(self) -> None:
+        """off_features and eval_density (distribution-shift targets, paper-spec §6.6)."""
+        off = self.off_features
+        if not isinstance(off, (list, tuple)) or any(isinstance(i, bool) or not isinstance(i, int) for i in off):
+            raise ConfigError(f"{spelled('off_features')} must be a list of feature indices, got {off!r}.")
+        if any(not 0 <= i < self.n_features for i in off) or len(set(off)) != len(off):
+            raise ConfigError(
+                f"{spelled('off_features')} must be distinct indices in [0, {self.n_features - 1}], got {list(off)}."
+            )
+        self.off_features = sorted(off)
+        if off and self.distribution != "independent":
+            raise ConfigError(f"off_features needs the independent distribution, got {self.distribution!r}.")
+        if self.eval_density is None:
+            return
+        if self.distribution == "one-hot":
+            raise ConfigError("eval_density has no effect with the one-hot distribution (it ignores densities).")
+        if not isinstance(self.eval_density, (list, tuple)) or len(self.eval_density) != len(self.density):
+            raise ConfigError(
+                f"eval_density needs {len(self.density)} entries (one per configuration), got {self.eval_density!r}."
+            )
+        self.eval_density = [_density(d, self.n_features, allow_zero=True) for d in self.eval_density]
 
     def validate(self) -> TrainConfig:
         """Check (and normalise) every field again, e.g. after editing a config; returns self."""
@@ -275,8 +311,18 @@ class TrainConfig:
         return list(self.importance)
 
     def config_density(self, config: int) -> list[float]:
-        """Per-feature density of configuration `config`."""
+        """Per-feature training density of configuration `config` (0 for off_features)."""
         d = self.density[config]
+        out = list(d) if isinstance(d, list) else [d] * self.n_features
+        for i in self.off_features:
+            out[i] = 0.0
+        return out
+
+    def config_eval_density(self, config: int) -> list[float] | None:
+        """Per-feature eval_density of configuration `config`, None without a shifted evaluation."""
+        if self.eval_density is None:
+            return None
+        d = self.eval_density[config]
         return list(d) if isinstance(d, list) else [d] * self.n_features
 
     def instance_seed(self, instance: int) -> int:

@@ -62,8 +62,10 @@ class Independent(FeatureDistribution):
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Tensor:
         shape = (self.n_instances, batch_size, self.n_features)
         values = self.values(shape, generator)
-        # The notebook keeps a feature where rand <= feature_probability.
-        active = torch.rand(shape, generator=generator, device=self.density.device) <= self.density[:, None, :]
+        # The notebook keeps a feature where rand <= feature_probability; torch.rand can return exactly 0, so a
+        # density-0 (always-off, paper-spec §6.6) feature is masked explicitly.
+        density = self.density[:, None, :]
+        active = (torch.rand(shape, generator=generator, device=self.density.device) <= density) & (density > 0)
         return torch.where(active, values, torch.zeros((), device=values.device))
 
 

@@ -287,8 +287,26 @@ def check_out_dir(out: Path, force: bool = False) -> None:
     check_output_dir(out, "run", force=force)
 
 
-def instance_records(config: TrainConfig, eval_loss: Tensor, best: Tensor) -> list[dict[str, Any]]:
-    """One metrics.json record per instance: configurations in order, restarts innermost."""
+def replace_dir(tmp: Path, out: Path, kind: str) -> None:
+    """Move the folder assembled in `tmp` (all of it tmslab's) to `out`, which `check_output_dir` accepted,
+    marked as a tmslab `kind` output; a previous tmslab output at `out` loses only the files tmslab wrote."""
+    _mark(tmp, kind)
+    owned = _owned(tmp)
+    unlisted = sorted(p.name for p in tmp.iterdir() if p.name != MARKER and p.name not in owned)
+    if unlisted:
+        with open(tmp / MARKER, "a") as f:
+            f.writelines(f"{name}\n" for name in unlisted)
+    if out.exists():
+        _replace_run(out, tmp)
+    else:
+        os.replace(tmp, out)
+
+
+def instance_records(
+    config: TrainConfig, eval_loss: Tensor, best: Tensor, shifted_eval_loss: Tensor | None = None
+) -> list[dict[str, Any]]:
+    """One metrics.json record per instance: configurations in order, restarts innermost; with an eval_density
+    (distribution shift, paper-spec §6.6) also that density and the loss under it."""
     rows = []
     for k in range(config.n_instances):
         c, r = divmod(k, config.restarts)
@@ -304,6 +322,9 @@ def instance_records(config: TrainConfig, eval_loss: Tensor, best: Tensor) -> li
                 "best": bool(best[k]),
             }
         )
+        if shifted_eval_loss is not None:
+            rows[-1]["eval_density"] = config.eval_density[c]
+            rows[-1]["shifted_eval_loss"] = float(shifted_eval_loss[k])
     return rows
 
 
@@ -327,7 +348,9 @@ def save_run(out: Path, result: Any, extra_metrics: dict[str, Any] | None = None
             {**config.to_dict(), "n_instances": config.n_instances, "versions": versions(), "engine": result.engine},
         )
         metrics = {
-            "instances": instance_records(config, result.eval_loss, result.best),
+            "instances": instance_records(
+                config, result.eval_loss, result.best, getattr(result, "shifted_eval_loss", None)
+            ),
             "train_seconds": result.train_seconds,
             "engine": result.engine,
             **(extra_metrics or {}),
@@ -335,10 +358,7 @@ def save_run(out: Path, result: Any, extra_metrics: dict[str, Any] | None = None
         atomic_write_json(tmp / METRICS, metrics)
         if result.history:
             atomic_save_tensors(tmp / HISTORY, result.history)
-        if out.exists():
-            _replace_run(out, tmp)
-        else:
-            os.replace(tmp, out)
+        replace_dir(tmp, out, "run")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # the temporary folder is entirely ours
         raise
@@ -346,7 +366,7 @@ def save_run(out: Path, result: Any, extra_metrics: dict[str, Any] | None = None
 
 
 def _replace_run(out: Path, new: Path) -> None:
-    """Put the run assembled in `new` at `out`, deleting only the files of the run it replaces."""
+    """Put the output assembled in `new` at `out`, deleting only the files of the output it replaces."""
     foreign = _foreign(out)
     clash = sorted(set(foreign) & {p.name for p in new.iterdir()})
     if clash:

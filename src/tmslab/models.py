@@ -3,6 +3,9 @@
 Weights are stored as on disk (docs/format.md): `W` [instances, hidden, features], so column
 W[k, :, i] is feature i's direction in instance k's hidden space, and `b` [instances, features].
 The absolute-value model is untied: `W1` [instances, hidden, features], `W2` [instances, features, hidden].
+The identity-layer model ("relu-output-id", param-decomp's "-id" targets, paper-spec §6.6) has the same
+parameters as relu-output plus a frozen m × m identity between encoder and decoder, held as a buffer that is
+not saved: it is the identity by construction.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from torch import Tensor, nn
 
 from tmslab.config import Init, ModelKind
 
-MODEL_KINDS: tuple[str, ...] = ("relu-output", "linear", "hidden-relu", "abs")
+MODEL_KINDS: tuple[str, ...] = ("relu-output", "linear", "hidden-relu", "abs", "relu-output-id")
 
 
 class ToyModel(nn.Module):
@@ -34,6 +37,10 @@ class ToyModel(nn.Module):
         else:
             self.W = nn.Parameter(torch.zeros(shape))
         self.b = nn.Parameter(torch.zeros(n_instances, n_features))
+        if kind == "relu-output-id":
+            # Frozen: a buffer, so the optimiser never sees it; not persistent, so state dicts stay W and b.
+            eye = torch.eye(n_hidden).expand(n_instances, n_hidden, n_hidden).clone()
+            self.register_buffer("identity", eye, persistent=False)
 
     # ---- initialisation -------------------------------------------------------------------------
 
@@ -65,6 +72,8 @@ class ToyModel(nn.Module):
 
     def forward(self, x: Float[Tensor, "instances batch features"]) -> Float[Tensor, "instances batch features"]:
         h = self.hidden(x)
+        if self.kind == "relu-output-id":
+            h = torch.einsum("ibh,igh->ibg", h, self.identity)  # nn.Linear convention: out = h @ weightᵀ
         if self.kind == "abs":
             pre = torch.einsum("ibh,ifh->ibf", h, self.W2)
         else:

@@ -43,6 +43,7 @@ class TrainResult:
     train_seconds: float
     engine: str
     history: dict[str, Tensor] = field(default_factory=dict)
+    shifted_eval_loss: Tensor | None = None  # [instances], L under config.eval_density (distribution shift)
 
     @property
     def model(self) -> ToyModel:
@@ -60,6 +61,16 @@ def build(config: TrainConfig) -> tuple[ToyModel, FeatureDistribution, Tensor]:
         config.distribution, density, signed=config.model == "abs", set_size=config.set_size
     )
     return model, dist, importance
+
+
+def shifted_evaluate(config: TrainConfig, model: ToyModel, importance: Tensor) -> Tensor | None:
+    """L per instance under config.eval_density (same evaluation seed), None without one (paper-spec §6.6)."""
+    if config.eval_density is None:
+        return None
+    rows = [c for c in range(config.n_configs) for _ in range(config.restarts)]
+    density = torch.tensor([config.config_eval_density(c) for c in rows], dtype=torch.float32)
+    dist = make_distribution(config.distribution, density, signed=config.model == "abs", set_size=config.set_size)
+    return evaluate(model, dist, importance, config.eval_samples, restarts=config.restarts)
 
 
 def estimate_memory(config: TrainConfig) -> int:
@@ -144,6 +155,9 @@ def _engine(config: TrainConfig) -> str:
     except ImportError:  # pragma: no cover - fast engine always ships, its deps may not
         fast = None
     reason = "fast engine unavailable" if fast is None else fast.supports(config)
+    if reason is None and config.off_features:
+        # The fast engine's thresholds keep every density ≥ 2^-32; an always-off feature must be exactly off.
+        reason = "always-off features (off_features) need the reference loop"
     if reason is None:
         return "fast"
     if config.engine == "fast":
@@ -224,6 +238,7 @@ def train(
         hist["loss"] = torch.stack(history["loss"])
         for name in params:
             hist[name] = torch.stack([s[name] for s in history["snapshots"]])
+    shifted = shifted_evaluate(config, model, importance)
     return TrainResult(
         config=config,
         params=params,
@@ -232,4 +247,5 @@ def train(
         train_seconds=seconds,
         engine=engine,
         history=hist,
+        shifted_eval_loss=shifted,
     )
