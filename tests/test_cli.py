@@ -53,7 +53,7 @@ def test_train_then_inspect_and_load(tms, tmp_path):
     out = tmp_path / "run"
     code, _, err = tms("train", "--out", out, "--density", "1,0.1", "--restarts", "2", *TINY)
     assert code == 0, err
-    assert {p.name for p in out.iterdir()} == {"model.safetensors", "config.json", "metrics.json"}
+    assert {p.name for p in out.iterdir()} == {"model.safetensors", "config.json", "metrics.json", ".tmslab"}
     code, stdout, _ = tms("inspect", out)
     assert code == 0 and "D*" in stdout and "polytopes" in stdout
     run = tmslab.load_run(out)

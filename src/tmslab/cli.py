@@ -392,7 +392,7 @@ def report(
     from tmslab.io import CONFIG, output_kind
 
     if not directory.is_dir():
-        raise UsageError(f"{directory} is not a folder; give a `tms reproduce --out` or `tms sweep --out` folder.")
+        raise UsageError(f"{directory} is not a directory; give a `tms reproduce --out` or `tms sweep --out` folder.")
     if output_kind(directory) == "run" or (directory / CONFIG).exists():
         raise UsageError(f"{directory} is a run folder; `tms report` takes a reproduce or sweep folder "
                          f"(see a run with `tms inspect {directory}`).")  # fmt: skip
