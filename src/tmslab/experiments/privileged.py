@@ -256,6 +256,11 @@ class Privileged(Experiment):
         "is a pair of neurons."
     )
     spec_ref = "§2.9, E14"
+    quick_not_evaluated = (
+        # 16 restarts pruned to one at 1,500 steps: neither the monosemantic nor the all-pairs code forms, and
+        # pruning 16 cannot be compared with 4 exhaustive restarts meaningfully.
+        "monosemantic neurons over the learned features", "neurons per learned feature", "loss ratio per density",
+    )
     notes = (
         "Hidden-ReLU model x' = ReLU(Wᵀ ReLU(Wx) + b), I = 0.75^i, notebook recipe (AdamW 1e-3, batch 1024, 10k "
         "steps). The paper shows the best of 1000 models per density; we prune restarts by successive halving on "
