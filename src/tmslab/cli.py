@@ -60,7 +60,10 @@ def parse_floats(flag: str, text: str) -> list[float]:
 
 def config_from_options(**opts: Any) -> TrainConfig:
     """Build and validate a TrainConfig from CLI option values (kebab-case flags → fields)."""
-    density = parse_floats("--density", opts.pop("density"))
+    density: list[Any] = parse_floats("--density", opts.pop("density"))
+    laws = opts.pop("density_law", None)
+    if laws is not None:  # §6.5: named feature-probability laws replace --density, one configuration each
+        density = [t.strip() for t in laws.split(",")]
     importance = opts.pop("importance")
     if importance is not None and opts.get("importance_decay") is not None:
         raise UsageError("give either --importance or --importance-decay, not both.")
@@ -93,14 +96,15 @@ def train(
     steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 10_000,
     batch_size: Annotated[int, typer.Option(help="Fresh samples per step per instance.")] = 1024,
     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay (PyTorch default 0.01).")] = 0.01,
-    schedule: Annotated[str, typer.Option(help="constant | linear | cosine.")] = "constant",
+    weight_decay: Annotated[float, typer.Option(
+        help="Signed decay γ: ≥ 0 AdamW decay (PyTorch default 0.01); < 0 weight growth of W (§6.5).")] = 0.01,
+    schedule: Annotated[str, typer.Option(help="constant | linear | cosine | cosine-floor.")] = "constant",
     warmup_steps: Annotated[int, typer.Option(help="Linear warm-up steps.")] = 0,
     distribution: Annotated[
         str, typer.Option(help="independent | correlated | anticorrelated | one-hot.")
     ] = "independent",
     set_size: Annotated[int, typer.Option(help="Features per correlated/anticorrelated set.")] = 2,
-    init: Annotated[str, typer.Option(help="xavier (per instance) | xavier-notebook.")] = "xavier",
+    init: Annotated[str, typer.Option(help="xavier (per instance) | xavier-notebook | paper (§6.5).")] = "xavier",
     hidden_l1: Annotated[float, typer.Option(help="λ of an L1 penalty on hidden activations.")] = 0.0,
     eval_samples: Annotated[int, typer.Option(help="Fresh samples for the evaluation loss.")] = 100_000,
     record_every: Annotated[int, typer.Option(help="Save loss and weights every k steps (0: off).")] = 0,
@@ -109,6 +113,14 @@ def train(
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads (default: torch's choice).")] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing non-empty --out.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar or table.")] = False,
+    density_law: Annotated[str | None, typer.Option(
+        help="power:ALPHA | exponential:SCALE | linear (comma list), replacing --density (§6.5).")] = None,
+    expected_active: Annotated[float, typer.Option(help="Σ p_i of a --density-law.")] = 1.0,
+    value_max: Annotated[float, typer.Option(help="Active values U(0, V).")] = 1.0,
+    lr_b: Annotated[float | None, typer.Option(help="Peak learning rate of b (default: --lr).")] = None,
+    lr_floor: Annotated[float, typer.Option(help="cosine-floor ends at this × peak lr.")] = 0.05,
+    decay_bias: Annotated[bool, typer.Option(help="Apply a γ ≥ 0 decay to b too (PyTorch default).")] = True,
+    sparse: Annotated[bool, typer.Option(help="Sparse sampling, training and evaluation (fast engine).")] = False,
 ) -> None:
     """Train a batch of toy models (one per density × restart) and write a run directory.
 
@@ -140,6 +152,13 @@ def train(
         record_every=record_every,
         seed=seed,
         engine=engine,
+        density_law=density_law,
+        expected_active=expected_active,
+        value_max=value_max,
+        lr_b=lr_b,
+        lr_floor=lr_floor,
+        decay_bias=decay_bias,
+        sparse=sparse,
     )
     if threads is not None:
         if threads < 1:

@@ -122,6 +122,7 @@ def save_run(out: Path, result: Any, extra_metrics: dict[str, Any] | None = None
         metrics = {
             "instances": instance_records(config, result.eval_loss, result.best),
             "train_seconds": result.train_seconds,
+            "eval_seconds": getattr(result, "eval_seconds", 0.0),
             "engine": result.engine,
             **(extra_metrics or {}),
         }
