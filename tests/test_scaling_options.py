@@ -324,3 +324,32 @@ def test_cli_bad_scaling_options(tms, tmp_path, args, fragment):
     code, stdout, err = tms("train", "--out", out, "--features", "10", "--steps", "5", "--quiet", *args)
     assert code == 2 and fragment in err and "Traceback" not in err + stdout
     assert not out.exists()
+
+
+def test_sweep_accepts_density_laws():
+    from tmslab.sweep.plan import plan_jobs
+    from tmslab.sweep.spec import load_spec
+
+    spec = load_spec({"base": {"features": 30, "steps": 5, "expected-active": 2.0, "value-max": 2.0},
+                      "grid": {"density": ["power:0.5", "linear"], "hidden": [2, 3]}})
+    jobs = plan_jobs(spec)
+    configs = [j.train_config() for j in jobs]
+    assert sorted(c.n_hidden for c in configs) == [2, 3]
+    for c in configs:
+        assert [sum(d) for d in c.density] == pytest.approx([2.0, 2.0])
+        assert c.density[0] == pytest.approx(density_law("power:0.5", 30, 2.0))
+        assert c.density[1] == pytest.approx(density_law("linear", 30, 2.0))
+
+
+def test_paper_example_spec_plans():
+    from pathlib import Path
+
+    from tmslab.sweep.plan import plan_jobs
+    from tmslab.sweep.spec import load_spec
+
+    spec = load_spec(Path(__file__).parents[1] / "examples" / "scaling_paper.yaml")
+    configs = [j.train_config() for j in plan_jobs(spec)]
+    assert sorted(c.n_hidden for c in configs) == [8, 16, 32, 64, 128, 256, 512, 1024]
+    c = configs[0]
+    assert c.n_features == 10_240 and c.weight_decay == -1.0 and not c.decay_bias and c.sparse
+    assert sum(c.density[0]) == pytest.approx(1.0)
