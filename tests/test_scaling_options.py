@@ -353,3 +353,49 @@ def test_paper_example_spec_plans():
     c = configs[0]
     assert c.n_features == 10_240 and c.weight_decay == -1.0 and not c.decay_bias and c.sparse
     assert sum(c.density[0]) == pytest.approx(1.0)
+
+
+# ---- device cuda (plain PyTorch): parity tests run only where CUDA exists --------------------------------------
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
+def test_cuda_without_gpu_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="CUDA"):
+        train(TrainConfig(n_features=5, steps=2, device="cuda"))
+    with pytest.raises(ConfigError, match="fast"):
+        TrainConfig(device="cuda", engine="fast")
+
+
+@needs_cuda
+def test_cuda_step_matches_cpu_reference():
+    """One objective, gradient, growth and AdamW step on identical weights and batch: CPU vs CUDA, to fp32 rounding."""
+    from tmslab.training.reference import optimizer
+
+    c = scaling_config(engine="reference", restarts=1)
+    params = {}
+    for device in ("cpu", "cuda"):
+        model, dist, imp = build(c)
+        x = dist.sample(256, torch.Generator().manual_seed(1))
+        model.to(device)
+        opt = optimizer(model, c)
+        loss, _ = objective(model, x.to(device), imp.to(device))
+        loss.backward()
+        with torch.no_grad():
+            weight_growth_(model.W, c.weight_decay, c.lr)
+        opt.step()
+        params[device] = {k: v.cpu() for k, v in model.params().items()}
+    for k in params["cpu"]:
+        torch.testing.assert_close(params["cuda"][k], params["cpu"][k], rtol=1e-5, atol=1e-6)
+
+
+@needs_cuda
+def test_cuda_training_matches_cpu_statistically():
+    """Same config on both devices (different random streams): mean eval loss within 2% after 300 steps — the
+    configuration and tolerance of test_fast.test_short_training_matches_reference (data-seed s.d. ≈ 0.3%)."""
+    c = TrainConfig(n_features=5, n_hidden=2, density=[1.0, 0.3, 0.05], importance_decay=0.9, restarts=2, steps=300,
+                    engine="reference")
+    cpu = train(c).eval_loss.mean()
+    gpu = train(TrainConfig(**{**c.to_dict(), "device": "cuda"})).eval_loss.mean()
+    assert abs(gpu - cpu) / cpu < 0.02

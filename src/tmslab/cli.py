@@ -121,6 +121,7 @@ def train(
     lr_floor: Annotated[float, typer.Option(help="cosine-floor ends at this × peak lr.")] = 0.05,
     decay_bias: Annotated[bool, typer.Option(help="Apply a γ ≥ 0 decay to b too (PyTorch default).")] = True,
     sparse: Annotated[bool, typer.Option(help="Sparse sampling, training and evaluation (fast engine).")] = False,
+    device: Annotated[str, typer.Option(help="cpu | cuda (plain PyTorch loop on the GPU).")] = "cpu",
 ) -> None:
     """Train a batch of toy models (one per density × restart) and write a run directory.
 
@@ -159,6 +160,7 @@ def train(
         lr_floor=lr_floor,
         decay_bias=decay_bias,
         sparse=sparse,
+        device=device,
     )
     if threads is not None:
         if threads < 1:

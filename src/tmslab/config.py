@@ -21,6 +21,7 @@ Distribution = Literal["independent", "correlated", "anticorrelated", "one-hot"]
 Schedule = Literal["constant", "linear", "cosine", "cosine-floor"]
 Init = Literal["xavier", "xavier-notebook", "paper"]
 Engine = Literal["auto", "fast", "reference"]
+Device = Literal["cpu", "cuda"]
 
 #: Evaluation uses its own fixed seed so that every run is scored on the same samples.
 EVAL_SEED = 2022
@@ -213,6 +214,10 @@ class TrainConfig:
     evaluate in the compiled engine on its own fixed-seed stream. Off by default so that existing results stay
     bit-identical; worthwhile when few features are active per sample (mean density ≲ 0.05)."""
 
+    device: Device = "cpu"
+    """cuda: train with the reference loop (plain PyTorch) on the GPU; evaluation runs on the CPU, so eval_loss is
+    scored on exactly the samples a CPU run of the same config uses."""
+
     def __post_init__(self) -> None:
         _choice("model", self.model, ModelKind)
         _choice("distribution", self.distribution, Distribution)
@@ -260,6 +265,9 @@ class TrainConfig:
             raise ConfigError(f"lr_b must be a positive number or None, got {self.lr_b!r}.")
         if not 0.0 <= _finite("lr_floor", self.lr_floor) <= 1.0:
             raise ConfigError(f"lr_floor must be in [0, 1], got {self.lr_floor}.")
+        _choice("device", self.device, Device)
+        if self.device == "cuda" and self.engine == "fast":
+            raise ConfigError("engine 'fast' runs on the CPU; use engine auto or reference with device cuda.")
         for flag in ("decay_bias", "sparse"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(f"{flag} must be true or false, got {getattr(self, flag)!r}.")

@@ -151,7 +151,7 @@ def best_restarts(eval_loss: Tensor, restarts: int) -> Tensor:
 
 
 def _engine(config: TrainConfig) -> str:
-    if config.engine == "reference":
+    if config.engine == "reference" or config.device == "cuda":
         return "reference"
     try:
         from tmslab.training import fast
@@ -163,6 +163,15 @@ def _engine(config: TrainConfig) -> str:
     if config.engine == "fast":
         raise ConfigError(f"engine 'fast' cannot train this configuration: {reason}.")
     return "reference"
+
+
+def _to_cuda(config: TrainConfig, model: ToyModel, dist: FeatureDistribution) -> torch.Generator:
+    """Move the model and the data distribution to the GPU; the training stream's generator lives there too."""
+    if not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' needs a CUDA GPU and PyTorch sees none here; use device cpu.")
+    model.cuda()
+    dist.density = dist.density.cuda()
+    return torch.Generator(device="cuda").manual_seed(config.seed)
 
 
 def train(
@@ -179,12 +188,15 @@ def train(
     if init_params is not None:
         model.load_state_dict({k: v.detach().float() for k, v in init_params.items()})
     generator = torch.Generator().manual_seed(config.seed)
+    if config.device == "cuda":
+        generator = _to_cuda(config, model, dist)
+        importance = importance.cuda()
     history: dict[str, list[Any]] = {"step": [], "loss": [], "snapshots": []}
 
     def hook(step: int, m: ToyModel, loss: Tensor) -> None:
         history["step"].append(step)
-        history["loss"].append(loss.detach().clone())
-        history["snapshots"].append(m.params())
+        history["loss"].append(loss.detach().cpu().clone())
+        history["snapshots"].append({k: v.cpu() for k, v in m.params().items()})
 
     bar = None
     if progress:
@@ -214,6 +226,10 @@ def train(
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - start
+    if config.device == "cuda":  # evaluate on the CPU: the very samples a CPU run of this config is scored on
+        model.cpu()
+        dist.density = dist.density.cpu()
+        importance = importance.cpu()
 
     params = model.params()
     bad = torch.zeros(config.n_instances, dtype=torch.bool)
