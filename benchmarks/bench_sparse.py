@@ -122,6 +122,33 @@ def tms_train(cfg: dict, steps: int, threads: int, sparse: bool, out: Path, env_
                 W=run.W, b=run.b, rss=rss)
 
 
+def per_step_cpu(cfg: dict, threads: int, steps: int) -> dict:
+    """CPU seconds per training step (process_time: all threads, robust to a shared machine's scheduling) of the
+    eager loop and the fast engine, dense and sparse, in this process, after a warm-up call."""
+    import numba
+
+    from tmslab.config import TrainConfig
+    from tmslab.training import build
+    from tmslab.training.fast import train_fast
+
+    numba.set_num_threads(threads)
+    torch.set_num_threads(threads)
+    density = cfg["law"] and [cfg["law"]] or cfg["densities"]
+    out = {}
+    t0 = time.process_time()
+    eager(cfg, steps, threads)
+    out["eager"] = (time.process_time() - t0) / steps
+    for sparse in (False, True):
+        c = TrainConfig(n_features=cfg["n"], n_hidden=cfg["m"], density=density, restarts=cfg["restarts"],
+                        batch_size=cfg["batch"], steps=steps, value_max=cfg["value_max"], sparse=sparse)
+        for _run in ("warm-up", "timed"):
+            model, dist, imp = build(c)
+            t0 = time.process_time()
+            train_fast(model, dist, imp, c, torch.Generator().manual_seed(0))
+        out["sparse" if sparse else "dense"] = (time.process_time() - t0) / steps
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", choices=sorted(CONFIGS), action="append")
@@ -129,9 +156,21 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=1.0, help="fraction of the issue's steps to run")
     ap.add_argument("--eager-scale", type=float, default=None, help="eager steps fraction (extrapolated)")
     ap.add_argument("--cold", action="store_true", help="also time one run with an empty numba cache")
+    ap.add_argument("--per-step", type=int, default=0, metavar="STEPS",
+                    help="only CPU seconds per step (eager, fast dense, fast sparse) over STEPS steps")
     a = ap.parse_args()
     peak = sgemm_peak(a.threads)
     print(f"sgemm peak, {a.threads} threads: {peak / 1e9:.1f} GFLOP/s")
+    if a.per_step:
+        for name in a.config or ["phase", "power"]:
+            cfg = CONFIGS[name]
+            r = per_step_cpu(cfg, a.threads, a.per_step)
+            K = density_matrix(cfg).shape[0]
+            flop = 6 * cfg["n"] * cfg["m"] * cfg["batch"] * K
+            print(f"{name}: CPU s/step " + ", ".join(f"{k} {v:.4f}" for k, v in r.items())
+                  + f"; eager/dense {r['eager'] / r['dense']:.1f}×, eager/sparse {r['eager'] / r['sparse']:.1f}×; "
+                  f"dense-equivalent GFLOP per CPU-s: " + ", ".join(f"{k} {flop / v / 1e9:.1f}" for k, v in r.items()))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         for name in a.config or ["phase", "power"]:
             cfg = CONFIGS[name]
