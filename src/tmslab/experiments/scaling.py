@@ -187,8 +187,9 @@ class ScalingLaws(Experiment):
                 series[f"γ = {g:+g}"] = (ms, loss)
                 expo = next(s["loss_exponent"] for s in summary if s["gamma"] == g and s["alpha"] == a)
                 fit = np.exp(np.polyval(np.polyfit(np.log(ms), np.log(loss), 1), np.log(ms)))
-                series[f"γ = {g:+g} fit: m^−{expo:.2f}"] = (ms, fit.tolist())
-                dash[f"γ = {g:+g} fit: m^−{expo:.2f}"] = "dash"
+                label = f"γ = {g:+g} fit: loss ∝ m^({-expo:.2f})"
+                series[label] = (ms, fit.tolist())
+                dash[label] = "dash"
             pred = [r["predicted_weak"] for r in rows if r["gamma"] == GAMMAS[-1] and r["alpha"] == a]
             series["weak prediction (unrepresented features' loss)"] = (ms, pred)
             dash["weak prediction (unrepresented features' loss)"] = "dot"
