@@ -24,7 +24,7 @@ except ImportError:  # pragma: no cover - depends on the installed typer
     from click import exceptions as click_exceptions
 
 from tmslab import __version__
-from tmslab.config import ConfigError, Distribution, Engine, Init, ModelKind, Schedule, TrainConfig
+from tmslab.config import ConfigError, Device, Distribution, Engine, Init, ModelKind, Schedule, TrainConfig
 from tmslab.naming import cli_spelling, plural
 
 app = typer.Typer(
@@ -114,7 +114,10 @@ def _parse_lists(opts: dict[str, Any]) -> dict[str, Any]:
 
 def config_from_options(**opts: Any) -> TrainConfig:
     """Build and validate a TrainConfig from CLI option values (kebab-case flags → fields)."""
-    density = parse_floats("--density", opts.pop("density"))
+    density: list[Any] = parse_floats("--density", opts.pop("density"))
+    laws = opts.pop("density_law", None)
+    if laws is not None:  # §6.5: named feature-probability laws replace --density, one configuration each
+        density = [t.strip() for t in laws.split(",")]
     importance = opts.pop("importance")
     if importance is not None and opts.get("importance_decay") is not None:
         raise UsageError("give either --importance or --importance-decay, not both.")
@@ -156,6 +159,8 @@ _TRAIN_FIELDS = {
     "warmup_steps": "warmup_steps", "distribution": "distribution", "set_size": "set_size", "init": "init",
     "hidden_l1": "hidden_l1", "eval_samples": "eval_samples", "record_every": "record_every", "seed": "seed",
     "engine": "engine", "off_features": "off_features", "eval_density": "eval_density",
+    "expected_active": "expected_active", "value_max": "value_max", "lr_b": "lr_b", "lr_floor": "lr_floor",
+    "decay_bias": "decay_bias", "sparse": "sparse", "device": "device",
 }  # fmt: skip
 
 
@@ -185,13 +190,14 @@ def train(
     steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 10_000,
     batch_size: Annotated[int, typer.Option(help="Fresh samples per step per instance.")] = 1024,
     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay (PyTorch default 0.01).")] = 0.01,
-    schedule: Annotated[Schedule, typer.Option(help="Learning-rate schedule.")] = "constant",
+    weight_decay: Annotated[float, typer.Option(
+        help="Signed decay γ: ≥ 0 AdamW decay (PyTorch default 0.01); < 0 weight growth of W (§6.5).")] = 0.01,
+    schedule: Annotated[Schedule, typer.Option(help="Learning-rate schedule (cosine-floor: §6.5).")] = "constant",
     warmup_steps: Annotated[int, typer.Option(help="Linear warm-up steps.")] = 0,
     distribution: Annotated[Distribution, typer.Option(help="How features are drawn.")
     ] = "independent",
     set_size: Annotated[int, typer.Option(help="Features per correlated/anticorrelated set.")] = 2,
-    init: Annotated[Init, typer.Option(help="xavier: per instance; xavier-notebook: the notebook's.")
+    init: Annotated[Init, typer.Option(help="xavier: per instance; xavier-notebook: the notebook's; paper: §6.5.")
     ] = "xavier",
     hidden_l1: Annotated[float, typer.Option(help="λ of an L1 penalty on hidden activations.")] = 0.0,
     eval_samples: Annotated[int, typer.Option(help="Fresh samples for the evaluation loss.")] = 100_000,
@@ -207,6 +213,15 @@ def train(
     ] = None,
     force: Annotated[bool, typer.Option(help="Replace a previous tmslab run in --out (only its files).")] = False,
     quiet: Quiet = 0,
+    density_law: Annotated[str | None, typer.Option(
+        help="power:ALPHA | exponential:SCALE | linear (comma list), replacing --density (§6.5).")] = None,
+    expected_active: Annotated[float, typer.Option(help="Σ p_i of a --density-law, > 0.")] = 1.0,
+    value_max: Annotated[float, typer.Option(help="Active values U(0, V), V > 0.")] = 1.0,
+    lr_b: Annotated[float | None, typer.Option(help="Peak learning rate of b (default: --lr).")] = None,
+    lr_floor: Annotated[float, typer.Option(help="cosine-floor ends at this × peak lr, in [0, 1].")] = 0.05,
+    decay_bias: Annotated[bool, typer.Option(help="Apply a γ ≥ 0 decay to b too (PyTorch default).")] = True,
+    sparse: Annotated[bool, typer.Option(help="Sparse sampling, training and evaluation (fast engine).")] = False,
+    device: Annotated[Device, typer.Option(help="cpu, or cuda (plain PyTorch loop on the GPU).")] = "cpu",
 ) -> None:
     """Train a batch of toy models (one per density × restart) and write a run folder.
 
@@ -216,7 +231,7 @@ def train(
 
     values = locals()
     if config is None:
-        cfg = config_from_options(**{f: values[p] for f, p in _TRAIN_FIELDS.items()})
+        cfg = config_from_options(**{f: values[p] for f, p in _TRAIN_FIELDS.items()}, density_law=density_law)
     else:
         cfg = _config_with_overrides(ctx, read_config_file(config), values)
     if threads is not None and threads < 1:
@@ -260,6 +275,8 @@ def _config_with_overrides(ctx: typer.Context, saved: dict[str, Any], values: di
     given = {f: values[p] for f, p in _TRAIN_FIELDS.items() if ctx.get_parameter_source(p).name == "COMMANDLINE"}
     if "density" in given:
         given["density"] = parse_floats("--density", given["density"])
+    if ctx.get_parameter_source("density_law").name == "COMMANDLINE":
+        given["density"] = [t.strip() for t in values["density_law"].split(",")]
     if "importance" in given:
         if "importance_decay" in given:
             raise UsageError("give either --importance or --importance-decay, not both.")

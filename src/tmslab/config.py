@@ -21,9 +21,10 @@ from tmslab.naming import canonical_keys, spelled
 
 ModelKind = Literal["relu-output", "linear", "hidden-relu", "abs", "relu-output-id"]
 Distribution = Literal["independent", "correlated", "anticorrelated", "one-hot"]
-Schedule = Literal["constant", "linear", "cosine"]
-Init = Literal["xavier", "xavier-notebook"]
+Schedule = Literal["constant", "linear", "cosine", "cosine-floor"]
+Init = Literal["xavier", "xavier-notebook", "paper"]
 Engine = Literal["auto", "fast", "reference"]
+Device = Literal["cpu", "cuda"]
 
 #: Evaluation uses its own fixed seed so that every run is scored on the same samples.
 EVAL_SEED = 2022
@@ -62,8 +63,53 @@ def _choice(name: str, value: Any, literal: Any) -> None:
         raise ConfigError(f"{spelled(name)} must be one of {', '.join(allowed)}; got {value!r}.")
 
 
-def _density(value: Any, n_features: int, allow_zero: bool = False) -> float | list[float]:
+#: Named feature-probability laws (paper-spec §6.5): "power:ALPHA", "exponential:SCALE", "linear".
+DENSITY_LAWS = ("power", "exponential", "linear")
+
+
+def _parse_law(text: str) -> tuple[str, float | None]:
+    """'power:0.5' → ('power', 0.5); 'linear' → ('linear', None); a one-sentence ConfigError otherwise."""
+    name, _, arg = text.partition(":")
+    usage = "a density law is power:ALPHA (ALPHA > 0), exponential:SCALE (SCALE > 0) or linear"
+    if name not in DENSITY_LAWS or (name == "linear") != (arg == ""):
+        raise ConfigError(f"{usage}; got {text!r}.")
+    if name == "linear":
+        return name, None
+    try:
+        value = float(arg)
+    except ValueError:
+        raise ConfigError(f"{usage}; got {text!r}.") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{usage}; got {text!r}.")
+    return name, value
+
+
+def density_law(text: str, n_features: int, expected_active: float = 1.0) -> list[float]:
+    """Per-feature probabilities of a named law (paper-spec §6.5, the authors' exp-10/exp-17), normalised so
+    that Σ_i p_i = expected_active: power:α p_i ∝ i^−(1+α) (i = 1…n); exponential:s p_i ∝ exp(−i/s)
+    (i = 0…n−1); linear p_i ∝ n − i (i = 0…n−1)."""
+    name, arg = _parse_law(text)
+    if name == "power":
+        raw = [(i + 1) ** -(1.0 + arg) for i in range(n_features)]
+    elif name == "exponential":
+        raw = [math.exp(-i / arg) for i in range(n_features)]
+    else:
+        raw = [float(n_features - i) for i in range(n_features)]
+    total = math.fsum(raw)
+    p = [expected_active * r / total for r in raw]
+    if p[0] > 1.0:
+        raise ConfigError(
+            f"density law {text!r} with expected_active {expected_active:g} gives feature 0 probability "
+            f"{p[0]:.3g} > 1; lower expected_active."
+        )
+    return p
+
+
+def _density(value: Any, n_features: int, allow_zero: bool = False) -> float | list[float] | str:
     name = "eval_density" if allow_zero else "density"
+    if isinstance(value, str):
+        _parse_law(value)
+        return value
 
     def one(v: Any) -> float:
         v = _finite(name, v)
@@ -131,9 +177,9 @@ class TrainConfig:
 
     density: list[Any] = field(default_factory=lambda: [1.0])
     """Feature density 1−S, one configuration per entry; an entry is a float (all features) or a
-    per-feature list of n_features floats. Each in (0, 1]. A single number is one configuration; a
-    numpy array is read as the list (1-D: configurations, 2-D: configurations × features). Ignored by
-    the one-hot distribution."""
+    per-feature list of n_features floats, each in (0, 1], or a named law ("power:0.5", "exponential:1000",
+    "linear"; see `density_law` and expected_active). A single number is one configuration; a numpy array is
+    read as the list (1-D: configurations, 2-D: configurations × features). Ignored by the one-hot distribution."""
 
     importance: list[Any] | None = None
     """Per-feature importance: a list (or 1-D array) of n_features floats shared by every configuration,
@@ -162,11 +208,13 @@ class TrainConfig:
     """Peak AdamW learning rate."""
 
     weight_decay: float = 0.01
-    """AdamW (decoupled) weight decay; 0.01 is PyTorch's default, which the notebook uses."""
+    """Signed weight decay γ (paper-spec §6.5). γ ≥ 0: AdamW's decoupled decay p ← p(1 − lr·γ), on W and b
+    unless decay_bias is off (0.01 is PyTorch's default, which the notebook uses). γ < 0: weight growth
+    W_i ← W_i + lr·γ·W_i·(1 − 1/‖W_i‖) per feature column, on W only, before the Adam step."""
 
     schedule: Schedule = "constant"
     """Learning-rate multiplier after warm-up: constant 1; linear 1 − t/T; cosine cos(π/2 · t/(T−1))
-    (the notebook's helpers)."""
+    (the notebook's helpers); cosine-floor f + (1 − f)·(1 + cos(π·t/T))/2 with f = lr_floor (§6.5)."""
 
     warmup_steps: int = 0
     """Linear warm-up from 0 to lr over this many steps (0 = none)."""
@@ -174,7 +222,8 @@ class TrainConfig:
     init: Init = "xavier"
     """xavier: Xavier-normal per instance on the [hidden, features] matrix, std = sqrt(2/(n+m)),
     so an instance's init does not depend on how many instances share the batch. xavier-notebook:
-    the notebook's xavier_normal_ on the whole 3-D tensor, std = sqrt(2/((n + instances)·m))."""
+    the notebook's xavier_normal_ on the whole 3-D tensor, std = sqrt(2/((n + instances)·m)).
+    paper: §6.5's W ~ N(0, 1)/√m, b ~ N(0, 1), per instance."""
 
     hidden_l1: float = 0.0
     """λ of the λ‖h‖₁ penalty on hidden activations (paper §2.11); 0 disables it."""
@@ -200,6 +249,31 @@ class TrainConfig:
     the run then records each instance's loss under it as shifted_eval_loss beside eval_loss (which stays
     on the training distribution and picks the best restart). None: no shifted evaluation."""
 
+    value_max: float = 1.0
+    """Active features take values U(0, value_max): 1 is the paper's U[0, 1]; §6.5 uses 2."""
+
+    expected_active: float = 1.0
+    """Expected number of active features per sample of a density law: its probabilities sum to this."""
+
+    lr_b: float | None = None
+    """Peak learning rate of the bias b, on the same schedule (None: lr). §6.5's headline uses 2/m."""
+
+    lr_floor: float = 0.05
+    """The cosine-floor schedule ends at lr_floor × the peak learning rate (§6.5: 0.05)."""
+
+    decay_bias: bool = True
+    """Apply a weight_decay γ ≥ 0 to b as well as W, as PyTorch's AdamW on all parameters (the notebook).
+    False: W only, as §6.5's scaling recipe. Weight growth (γ < 0) always acts on W only."""
+
+    sparse: bool = False
+    """Fast engine: draw each batch in time ∝ its active features, skip inactive features in the encoder and
+    evaluate in the compiled engine on its own fixed-seed stream. Off by default so that existing results stay
+    bit-identical; worthwhile when few features are active per sample (mean density ≲ 0.05)."""
+
+    device: Device = "cpu"
+    """cuda: train with the reference loop (plain PyTorch) on the GPU; evaluation runs on the CPU, so eval_loss is
+    scored on exactly the samples a CPU run of the same config uses."""
+
     def __post_init__(self) -> None:
         _choice("model", self.model, ModelKind)
         _choice("distribution", self.distribution, Distribution)
@@ -219,8 +293,7 @@ class TrainConfig:
             raise ConfigError(f"{spelled('seed')} must be a non-negative integer, got {self.seed!r}.")
         if _finite("lr", self.lr) <= 0:
             raise ConfigError(f"{spelled('lr')} must be a positive number, got {self.lr!r}.")
-        if _finite("weight_decay", self.weight_decay) < 0:
-            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}.")
+        _finite("weight_decay", self.weight_decay)  # signed: γ < 0 is weight growth (paper-spec §6.5)
         if _finite("hidden_l1", self.hidden_l1) < 0:
             raise ConfigError(f"{spelled('hidden_l1')} must be >= 0, got {self.hidden_l1}.")
         decay = _finite("importance_decay", self.importance_decay)
@@ -242,6 +315,7 @@ class TrainConfig:
                 f"({self.set_size}) for {self.distribution} sets."
             )
         self._validate_shift()
+        self._validate_scaling_options()
 
     def _validate_shift(self) -> None:
         """off_features and eval_density (distribution-shift targets, paper-spec §6.6)."""
@@ -264,6 +338,28 @@ class TrainConfig:
                 f"eval_density needs {len(self.density)} entries (one per configuration), got {self.eval_density!r}."
             )
         self.eval_density = [_density(d, self.n_features, allow_zero=True) for d in self.eval_density]
+
+    def _validate_scaling_options(self) -> None:
+        """The data and optimiser options of paper-spec §6.5 (value range, density laws, signed decay)."""
+        if _finite("value_max", self.value_max) <= 0:
+            raise ConfigError(f"{spelled('value_max')} must be > 0, got {self.value_max}.")
+        if _finite("expected_active", self.expected_active) <= 0:
+            raise ConfigError(f"{spelled('expected_active')} must be > 0, got {self.expected_active}.")
+        if self.lr_b is not None and _finite("lr_b", self.lr_b) <= 0:
+            raise ConfigError(f"{spelled('lr_b')} must be a positive number or None, got {self.lr_b!r}.")
+        if not 0.0 <= _finite("lr_floor", self.lr_floor) <= 1.0:
+            raise ConfigError(f"{spelled('lr_floor')} must be in [0, 1], got {self.lr_floor}.")
+        _choice("device", self.device, Device)
+        if self.device == "cuda" and self.engine == "fast":
+            raise ConfigError("engine 'fast' runs on the CPU; use engine auto or reference with device cuda.")
+        for flag in ("decay_bias", "sparse"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(f"{flag} must be true or false, got {getattr(self, flag)!r}.")
+        if self.weight_decay < 0 and self.model == "abs":
+            raise ConfigError("weight growth (weight_decay < 0) needs a tied model (W per feature), not abs.")
+        for d in self.density:
+            if isinstance(d, str):
+                density_law(d, self.n_features, self.expected_active)  # raises if a probability exceeds 1
 
     def validate(self) -> TrainConfig:
         """Check (and normalise) every field again, e.g. after editing a config; returns self."""
@@ -313,6 +409,8 @@ class TrainConfig:
     def config_density(self, config: int) -> list[float]:
         """Per-feature training density of configuration `config` (0 for off_features)."""
         d = self.density[config]
+        if isinstance(d, str):
+            d = density_law(d, self.n_features, self.expected_active)
         out = list(d) if isinstance(d, list) else [d] * self.n_features
         for i in self.off_features:
             out[i] = 0.0
@@ -323,6 +421,8 @@ class TrainConfig:
         if self.eval_density is None:
             return None
         d = self.eval_density[config]
+        if isinstance(d, str):
+            return density_law(d, self.n_features, self.expected_active)
         return list(d) if isinstance(d, list) else [d] * self.n_features
 
     def instance_seed(self, instance: int) -> int:

@@ -29,10 +29,12 @@ class FeatureDistribution(ABC):
         *,
         signed: bool = False,
         set_size: int = 1,
+        value_max: float = 1.0,
     ) -> None:
         self.density = density
         self.signed = signed
         self.set_size = set_size
+        self.value_max = value_max
 
     @property
     def n_instances(self) -> int:
@@ -43,9 +45,11 @@ class FeatureDistribution(ABC):
         return self.density.shape[1]
 
     def values(self, shape: tuple[int, ...], generator: torch.Generator | None) -> Tensor:
-        """Magnitudes of active features: U[0,1), or U[−1,1) for the absolute-value task (§5)."""
+        """Magnitudes of active features: U[0,1), or U[−1,1) for the absolute-value task (§5), times value_max
+        (§6.5 draws U(0, 2))."""
         u = torch.rand(shape, generator=generator, device=self.density.device)
-        return 2 * u - 1 if self.signed else u
+        u = 2 * u - 1 if self.signed else u
+        return u if self.value_max == 1.0 else u * self.value_max
 
     @abstractmethod
     def sample(
@@ -123,7 +127,7 @@ DISTRIBUTIONS: dict[str, type[FeatureDistribution]] = {
 
 
 def make_distribution(
-    name: str, density: Tensor, *, signed: bool = False, set_size: int = 1
+    name: str, density: Tensor, *, signed: bool = False, set_size: int = 1, value_max: float = 1.0
 ) -> FeatureDistribution:
     """The registered distribution `name` with per-instance, per-feature `density`."""
-    return DISTRIBUTIONS[name](density, signed=signed, set_size=set_size)
+    return DISTRIBUTIONS[name](density, signed=signed, set_size=set_size, value_max=value_max)

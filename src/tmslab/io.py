@@ -352,6 +352,7 @@ def save_run(out: Path, result: Any, extra_metrics: dict[str, Any] | None = None
                 config, result.eval_loss, result.best, getattr(result, "shifted_eval_loss", None)
             ),
             "train_seconds": result.train_seconds,
+            "eval_seconds": getattr(result, "eval_seconds", 0.0),
             "engine": result.engine,
             **(extra_metrics or {}),
         }

@@ -48,6 +48,9 @@ class ToyModel(nn.Module):
         """Xavier-normal weights, zero bias; instance k drawn from its own generator seeded seeds[k],
         so an instance's initial weights do not depend on the other instances of the batch."""
         n, m, k = self.n_features, self.n_hidden, self.n_instances
+        if init == "paper":
+            self._reset_paper(seeds)
+            return
         # PyTorch's xavier_normal_ on the notebook's [instances, features, hidden] tensor uses
         # fan_in = n·m and fan_out = instances·m (paper-spec §1.4); per instance it is n and m.
         std = math.sqrt(2.0 / ((n + k) * m)) if init == "xavier-notebook" else math.sqrt(2.0 / (n + m))
@@ -59,6 +62,16 @@ class ToyModel(nn.Module):
                 for i, seed in enumerate(seeds):
                     g = torch.Generator().manual_seed(seed * 7 + (1 if name == "W2" else 0))
                     p[i].copy_(torch.randn(p.shape[1:], generator=g) * std)
+
+    def _reset_paper(self, seeds: list[int]) -> None:
+        """paper-spec §6.5 (the authors' FeatureRecovery): W ~ N(0, 1)/√m, b ~ N(0, 1), per instance."""
+        with torch.no_grad():
+            for i, seed in enumerate(seeds):
+                g = torch.Generator().manual_seed(seed * 7)
+                self.encoder[i].copy_(torch.randn(self.encoder.shape[1:], generator=g) / math.sqrt(self.n_hidden))
+                if self.kind == "abs":
+                    self.W2[i].copy_(torch.randn(self.W2.shape[1:], generator=g) / math.sqrt(self.n_hidden))
+                self.b[i].copy_(torch.randn(self.n_features, generator=g))
 
     # ---- forward --------------------------------------------------------------------------------
 

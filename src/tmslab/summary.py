@@ -29,7 +29,8 @@ def run_table(run: Any, best_only: bool = True) -> pd.DataFrame:
     rec = pd.DataFrame(run.metrics["instances"])
     geo = pd.DataFrame(instance_metrics(run.W))
     df = pd.concat([rec, geo], axis=1)
-    df["density"] = [d if isinstance(d, float) else f"per-feature (mean {sum(d) / len(d):.3g})" for d in df["density"]]
+    df["density"] = [d if isinstance(d, (float, str)) else f"per-feature (mean {sum(d) / len(d):.3g})"
+                     for d in df["density"]]
     if best_only:
         df = df[df["best"]]
     cols = ["config", "density", "restart", "eval_loss", "learned", "frob2", "D*", "sum_D", "polytopes"]

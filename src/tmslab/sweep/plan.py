@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from tmslab.config import ConfigError, TrainConfig
+from tmslab.config import ConfigError, TrainConfig, density_law
 from tmslab.sweep.spec import CONFIG_AXES, SweepSpec
 
 #: "auto" packing aims at about this much work per job: steps × batch × (n·m + n) multiply-adds,
@@ -67,6 +67,13 @@ def point_values(spec: SweepSpec, point: int) -> dict[str, Any]:
     return dict(reversed(values.items()))
 
 
+def _law_or_constant(value: Any, n: int, fields_: dict[str, Any]) -> list[Any]:
+    """A density law name (§6.5, "power:0.5") as its per-feature probabilities, or one density for every feature."""
+    if isinstance(value, str):
+        return density_law(value, n, fields_.get("expected_active", TrainConfig.expected_active))
+    return [value] * n
+
+
 def _run_config(spec: SweepSpec, values: dict[str, Any]) -> tuple[dict[str, Any], list[float], list[float]]:
     """(job-level fields, density vector, importance vector) of one grid point."""
     fields_ = {k: v for k, v in spec.base.items() if k not in PER_CONFIG}
@@ -80,9 +87,9 @@ def _run_config(spec: SweepSpec, values: dict[str, Any]) -> tuple[dict[str, Any]
             raise ConfigError(f"base density has {len(base_density)} values but n_features is {n}.")
         density = [float(d) for d in base_density]
     else:
-        density = [base_density] * n
+        density = _law_or_constant(base_density, n, fields_)
     if "density" in values:
-        density = [values["density"]] * n
+        density = _law_or_constant(values["density"], n, fields_)
     if "density_of" in values:
         f = spec.density_of_feature
         if not -n <= f < n:

@@ -264,6 +264,8 @@ def _number(where: str, v: Any) -> float:
 def _axis_values(name: str, value: Any) -> list[Any]:
     where = f"grid.{name}"
     vals = _resolve_values(where, value)
+    if name == "density" and all(isinstance(v, str) for v in vals):  # named laws (§6.5): "power:0.5", …
+        return [TrainConfig(density=[v]).density[0] for v in vals]
     if name in CONFIG_AXES:
         vals = [_number(where, v) for v in vals]
         low = {"density": "> 0 and <= 1", "importance_ratio": ">= 0", "importance_decay": "> 0"}[name]

@@ -42,6 +42,16 @@ def _row_base(step, row, rows_per_step, half):
     return (U64(step) * U64(rows_per_step) + U64(row)) * U64(half + 1)
 
 
+@njit(inline="always", cache=True)
+def _scale(v, signed, vmax):
+    """A uniform v ∈ [0, 1) → the feature value: U[0, vmax), or U[−vmax, vmax) when signed."""
+    if signed:
+        v = 2.0 * v - 1.0
+    if vmax != 1.0:
+        v = v * vmax
+    return v
+
+
 @njit(cache=True, fastmath=_FM)
 def fill_u32(buf, key, base):
     """buf[0:B] ← B 32-bit uniforms (as float64 integers 0..2^32−1) from counters base, base+1, …:
@@ -59,7 +69,7 @@ def fill_u32(buf, key, base):
 
 
 @njit(cache=True, fastmath=_FM)
-def sample_batch(X, dist, thr, set_size, signed, key, step, buf, buf2):
+def sample_batch(X, dist, thr, set_size, signed, key, step, buf, buf2, vmax=1.0):
     """X[n, B] ← one fresh batch of instance (key) at `step`.
 
     independent: one 32-bit uniform u per entry: active iff u < t = p·2^32, value u/t (uniform on
@@ -77,9 +87,7 @@ def sample_batch(X, dist, thr, set_size, signed, key, step, buf, buf2):
             inv = 1.0 / t
             for b in range(B):
                 u = buf[b]
-                v = u * inv
-                if signed:
-                    v = 2.0 * v - 1.0
+                v = _scale(u * inv, signed, vmax)
                 X[i, b] = np.float32(v) if u < t else np.float32(0.0)
     elif dist == DIST_CORRELATED or dist == DIST_ANTICORRELATED:
         n_sets = n // set_size
@@ -92,9 +100,7 @@ def sample_batch(X, dist, thr, set_size, signed, key, step, buf, buf2):
                 for i in range(f0, f0 + set_size):
                     fill_u32(buf2, key, _row_base(step, i, rows, half))  # values
                     for b in range(B):
-                        v = buf2[b] * INV32
-                        if signed:
-                            v = 2.0 * v - 1.0
+                        v = _scale(buf2[b] * INV32, signed, vmax)
                         X[i, b] = np.float32(v) if buf[b] < t else np.float32(0.0)
             else:
                 fill_u32(buf2, key, _row_base(step, f0, rows, half))  # which feature
@@ -107,9 +113,7 @@ def sample_batch(X, dist, thr, set_size, signed, key, step, buf, buf2):
                         w = int(buf2[b] * INV32 * set_size)
                         if w >= set_size:
                             w = set_size - 1
-                        v = u * inv
-                        if signed:
-                            v = 2.0 * v - 1.0
+                        v = _scale(u * inv, signed, vmax)
                         X[f0 + w, b] = np.float32(v)
     else:  # one-hot
         fill_u32(buf, key, _row_base(step, 0, rows, half))  # which
@@ -121,9 +125,7 @@ def sample_batch(X, dist, thr, set_size, signed, key, step, buf, buf2):
             w = int(buf[b] * INV32 * n)
             if w >= n:
                 w = n - 1
-            v = buf2[b] * INV32
-            if signed:
-                v = 2.0 * v - 1.0
+            v = _scale(buf2[b] * INV32, signed, vmax)
             X[w, b] = np.float32(v)
 
 
@@ -380,9 +382,225 @@ def adamw(p, g, m1, m2, lr, wd, step_size, bc2_sqrt):
         p[e] = pe - ss * (me / (np.sqrt(ve) / bc + np.float32(1e-8)))
 
 
+# ---- sparse sampling (config.sparse): time ∝ active features, not features × batch ---------------------
+
+C2 = U64(0xD1B54A32D192ED03)
+INV53 = 1.0 / 9007199254740992.0
+
+
+@njit(cache=True)
+def sample_sparse(log1m, vmax, key, step, B, start, pos, val):
+    """One batch of independent features, feature by feature, as CSR: feature i's active samples are
+    pos[start[i]:start[i+1]] (increasing) with values val[…] ~ U(0, vmax). The gaps between active samples
+    of a feature with probability p are Geometric(p): ⌊ln u / ln(1 − p)⌋ with u ∈ (0, 1] — an exact Bernoulli
+    process, drawn with 2 uniforms per active entry + 1 per feature. log1m[i] = ln(1 − p_i) (−inf when p = 1).
+    Feature i of `step` has its own counter stream, so the batch depends on (key, step) only.
+    Returns nnz, or −1 when pos/val are too small (the caller grows them and draws again: same batch)."""
+    n = log1m.shape[0]
+    cap = pos.shape[0]
+    nnz = 0
+    for i in range(n):
+        start[i] = nnz
+        sub = _mix64(key + (U64(step) * U64(n) + U64(i) + U64(1)) * C2)
+        j = U64(0)
+        b = -1
+        lm = log1m[i]
+        while True:
+            r = _mix64(sub + j * GAMMA)
+            j += U64(1)
+            u = (np.float64(r >> U64(11)) + 1.0) * INV53
+            g = np.floor(np.log(u) / lm) if lm < 0.0 else np.inf  # lm = 0: p = 0, never active
+            if g >= B - 1 - b:
+                break
+            b = b + 1 + int(g)
+            r = _mix64(sub + j * GAMMA)
+            j += U64(1)
+            if nnz >= cap:
+                return -1
+            pos[nnz] = b
+            val[nnz] = np.float32(np.float64(r >> U64(11)) * INV53 * vmax)
+            nnz += 1
+    start[n] = nnz
+    return nnz
+
+
+@njit(cache=True)
+def sparse_batch(log1m, vmax, key, step, B, start, pos, val):
+    """sample_sparse, growing pos/val until the batch fits; returns (nnz, pos, val)."""
+    nnz = sample_sparse(log1m, vmax, key, step, B, start, pos, val)
+    while nnz < 0:
+        pos = np.empty(2 * pos.shape[0], dtype=np.int64)
+        val = np.empty(2 * val.shape[0], dtype=np.float32)
+        nnz = sample_sparse(log1m, vmax, key, step, B, start, pos, val)
+    return nnz, pos, val
+
+
+@njit(cache=True)
+def scatter_dense(X, start, pos, val):
+    """X[n, B] ← the CSR batch (zeros elsewhere)."""
+    X[:] = 0.0
+    for i in range(X.shape[0]):
+        for e in range(start[i], start[i + 1]):
+            X[i, pos[e]] = val[e]
+
+
+@njit(cache=True, fastmath=_FM)
+def encode_sparse(W, start, pos, val, h, hT):
+    """h[m, B] = W x from the CSR batch, touching only active entries: O(m · nnz) (scratch hT[B, m])."""
+    m, n = W.shape
+    hT[:] = 0.0
+    for i in range(n):
+        for e in range(start[i], start[i + 1]):
+            b = pos[e]
+            v = val[e]
+            for k in range(m):
+                hT[b, k] += W[k, i] * v
+    for k in range(m):
+        for b in range(hT.shape[0]):
+            h[k, b] = hT[b, k]
+
+
+@njit(cache=True, fastmath=_FM)
+def weight_growth(W, lr_gamma):
+    """§6.5's weight growth in place on W[m, n]: column i ← W_i + lr·γ·W_i·(1 − 1/(‖W_i‖ + 1e-8))."""
+    m, n = W.shape
+    for i in range(n):
+        s = np.float32(0.0)
+        for k in range(m):
+            s += W[k, i] * W[k, i]
+        f = np.float32(lr_gamma * (1.0 - 1.0 / (np.sqrt(np.float64(s)) + 1e-8)))
+        for k in range(m):
+            W[k, i] += f * W[k, i]
+
+
+@njit(cache=True, fastmath=_FM)
+def decode(kind, W, bias, imp, X, h, G, gb, c):
+    """Output pre-activations G[j, b] = b_j + Σ_k W[o+k, j] h[k, b] (the dense part of a sparse step, unrolled by
+    4 over k), then the paper's L of batch X[n, B] summed over samples (returned, float64); with c ≠ 0 (the
+    objective's 2/(B·n)) G becomes dObjective/dpre and gb its row sums, as `loss_and_grad`."""
+    rows, n = W.shape
+    m = rows // 2 if kind == KIND_ABS else rows
+    o = m if kind == KIND_ABS else 0
+    B = X.shape[1]
+    total = 0.0
+    for j in range(n):
+        bj = bias[j]
+        for b in range(B):
+            G[j, b] = bj
+        k = 0
+        while k + 4 <= m:
+            w0, w1, w2, w3 = W[o + k, j], W[o + k + 1, j], W[o + k + 2, j], W[o + k + 3, j]
+            for b in range(B):
+                G[j, b] += w0 * h[k, b] + w1 * h[k + 1, b] + w2 * h[k + 2, b] + w3 * h[k + 3, b]
+            k += 4
+        while k < m:
+            w0 = W[o + k, j]
+            for b in range(B):
+                G[j, b] += w0 * h[k, b]
+            k += 1
+        acc, gsum = _row_loss(kind, G, X, j, np.float32(c) * imp[j])
+        total += np.float64(imp[j]) * np.float64(acc)
+        gb[j] = gsum
+    return total
+
+
+@njit(cache=True, fastmath=_FM)
+def loss_and_grad_sparse(kind, W, bias, imp, X, start, pos, val, l1, h, hT, dhT, G, WT, gWT, live, gW, gb):
+    """`loss_and_grad` (tied kinds) doing only the work a sparse batch needs: the encoder and its gradient over
+    the active entries (O(m·nnz)), the decoder's pre-activations densely (O(n·m·B)), and the backward pass
+    only through live outputs, G[j, b] ≠ 0 (pre-activation > 0; O(m·live)). Scratch hT, dhT [B, m], WT, gWT
+    [n, m], live [B]."""
+    m, n = W.shape
+    B = X.shape[1]
+    zero = np.float32(0.0)
+    encode_sparse(W, start, pos, val, h, hT)
+    if kind == KIND_HIDDEN_RELU:
+        for k in range(m):
+            for b in range(B):
+                h[k, b] = max(h[k, b], zero)
+                hT[b, k] = h[k, b]
+    loss = decode(kind, W, bias, imp, X, h, G, gb, 2.0 / (B * n))
+    for j in range(n):
+        for k in range(m):
+            WT[j, k] = W[k, j]
+            gWT[j, k] = 0.0
+    dhT[:] = 0.0
+    # decoder backward over live outputs: dh[b] += W_j g, gW_j += h[b] g (contiguous over k)
+    for j in range(n):
+        nl = 0
+        for b in range(B):
+            if G[j, b] != 0.0:
+                live[nl] = b
+                nl += 1
+        for q in range(nl):
+            b = live[q]
+            g = G[j, b]
+            for k in range(m):
+                dhT[b, k] += WT[j, k] * g
+                gWT[j, k] += hT[b, k] * g
+    if l1 != 0.0:
+        cl1 = np.float32(l1 / (B * n))
+        for b in range(B):
+            for k in range(m):
+                hv = hT[b, k]
+                dhT[b, k] += cl1 * (np.float32(1.0) if hv > 0.0 else (np.float32(-1.0) if hv < 0.0 else zero))
+    if kind == KIND_HIDDEN_RELU:
+        for b in range(B):
+            for k in range(m):
+                if not hT[b, k] > 0.0:
+                    dhT[b, k] = 0.0
+    # encoder backward over active entries: gW_i += dh[b] x_ib
+    for i in range(n):
+        for e in range(start[i], start[i + 1]):
+            b = pos[e]
+            v = val[e]
+            for k in range(m):
+                gWT[i, k] += dhT[b, k] * v
+    for k in range(m):
+        for j in range(n):
+            gW[k, j] = gWT[j, k]
+    return loss / B
+
+
 @njit(parallel=True, cache=True)
-def train_chunk(kind, dist, set_size, signed, W, bias, mW, vW, mb, vb, imp, thr, keys, l1, lrs, wd, s0, s1, B, losses):
-    """Steps s0 … s1−1 for every instance (parallel over instances); losses[k, s−s0] ← batch L."""
+def evaluate_sparse(kind, W, bias, imp, log1m, vmax, keys, n_samples, chunk, out):
+    """out[k] ← the paper's L of instance k on n_samples samples of the sparse stream keys[k], in chunks of
+    `chunk` samples (chunk c = stream step c). Restarts of one configuration share a key, hence samples."""
+    K, rows, n = W.shape
+    m = rows // 2 if kind == KIND_ABS else rows
+    n_chunks = (n_samples + chunk - 1) // chunk
+    for k in prange(K):
+        X = np.empty((n, chunk), dtype=np.float32)
+        G = np.empty((n, chunk), dtype=np.float32)
+        h = np.empty((m, chunk), dtype=np.float32)
+        hT = np.empty((chunk, m), dtype=np.float32)
+        gb = np.empty(n, dtype=np.float32)
+        start = np.empty(n + 1, dtype=np.int64)
+        cap = 64 + 2 * chunk
+        pos = np.empty(cap, dtype=np.int64)
+        val = np.empty(cap, dtype=np.float32)
+        total = 0.0
+        for c in range(n_chunks):
+            B = min(chunk, n_samples - c * chunk)
+            nnz, pos, val = sparse_batch(log1m[k], vmax, keys[k], c, B, start, pos, val)
+            Xc = X[:, :B]
+            scatter_dense(Xc, start, pos, val)
+            encode_sparse(W[k, :m], start, pos, val, h[:, :B], hT[:B])
+            if kind == KIND_HIDDEN_RELU or kind == KIND_ABS:
+                for kk in range(m):
+                    for b in range(B):
+                        h[kk, b] = max(h[kk, b], np.float32(0.0))
+            total += decode(kind, W[k], bias[k], imp[k], Xc, h[:, :B], G[:, :B], gb, 0.0)
+        out[k] = total / n_samples
+
+
+@njit(parallel=True, cache=True)
+def train_chunk(kind, dist, set_size, signed, vmax, sparse, W, bias, mW, vW, mb, vb, imp, thr, log1m, keys, l1,
+                lrs, lrs_b, wd, wd_b, growth, s0, s1, B, losses):
+    """Steps s0 … s1−1 for every instance (parallel over instances); losses[k, s−s0] ← batch L.
+    lrs / lrs_b: W's and b's learning rate per step; wd / wd_b: their decoupled decay (≥ 0); growth: §6.5's
+    γ < 0 applied to W before the Adam step (0: none). sparse: draw batches with `sample_sparse` (independent
+    features only) instead of the dense counter stream."""
     K, rows, n = W.shape
     m = rows // 2 if kind == KIND_ABS else rows  # hidden units (abs packs [W1; W2ᵀ] into W)
     for k in prange(K):
@@ -398,9 +616,27 @@ def train_chunk(kind, dist, set_size, signed, W, bias, mW, vW, mb, vb, imp, thr,
         mWk = mW[k].reshape(rows * n)
         vWk = vW[k].reshape(rows * n)
         gWf = gW.reshape(rows * n)
+        start = np.empty(n + 1, dtype=np.int64)
+        cap = 64 + 2 * B if sparse else 1
+        pos = np.empty(cap, dtype=np.int64)
+        val = np.empty(cap, dtype=np.float32)
+        sm = m if sparse else 1
+        hT = np.empty((B if sparse else 1, sm), dtype=np.float32)
+        dhT = np.empty((B if sparse else 1, sm), dtype=np.float32)
+        WT = np.empty((n if sparse else 1, sm), dtype=np.float32)
+        gWT = np.empty((n if sparse else 1, sm), dtype=np.float32)
+        live = np.empty(B, dtype=np.int64)
         for s in range(s0, s1):
-            sample_batch(X, dist, thr[k], set_size, signed, keys[k], s, buf, buf2)
-            losses[k, s - s0] = loss_and_grad(kind, W[k], bias[k], imp[k], X, l1, h, G, dh, gW, gb)
+            if sparse:
+                nnz, pos, val = sparse_batch(log1m[k], vmax, keys[k], s, B, start, pos, val)
+                scatter_dense(X, start, pos, val)
+                losses[k, s - s0] = loss_and_grad_sparse(kind, W[k], bias[k], imp[k], X, start, pos, val, l1, h, hT,
+                                                         dhT, G, WT, gWT, live, gW, gb)
+            else:
+                sample_batch(X, dist, thr[k], set_size, signed, keys[k], s, buf, buf2, vmax)
+                losses[k, s - s0] = loss_and_grad(kind, W[k], bias[k], imp[k], X, l1, h, G, dh, gW, gb)
+            if growth < 0.0:
+                weight_growth(W[k], lrs[s] * growth)
             lr = lrs[s]
             t = s + 1.0
             bc1 = 1.0 - 0.9**t
@@ -408,4 +644,5 @@ def train_chunk(kind, dist, set_size, signed, W, bias, mW, vW, mb, vb, imp, thr,
             step_size = lr / bc1
             bc2_sqrt = bc2**0.5
             adamw(Wk, gWf, mWk, vWk, lr, wd, step_size, bc2_sqrt)
-            adamw(bias[k], gb, mb[k], vb[k], lr, wd, step_size, bc2_sqrt)
+            lr_b = lrs_b[s]
+            adamw(bias[k], gb, mb[k], vb[k], lr_b, wd_b, lr_b / bc1, bc2_sqrt)

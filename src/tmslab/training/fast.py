@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from tmslab.config import TrainConfig
+from tmslab.config import EVAL_SEED, TrainConfig
 from tmslab.data import FeatureDistribution
 from tmslab.models import ToyModel
 from tmslab.training.reference import Hook, lr_multiplier
@@ -88,12 +88,14 @@ def ensure_cached() -> None:
 
 
 def warm_up() -> None:
-    """Compile (and cache) the training kernels with a two-step run."""
+    """Compile (and cache) the training and evaluation kernels with two-step runs."""
     from tmslab.training import build
 
-    config = TrainConfig(n_features=3, n_hidden=2, steps=2, batch_size=4, eval_samples=4)
-    model, dist, importance = build(config)
-    train_fast(model, dist, importance, config, torch.Generator().manual_seed(0))
+    for sparse in (False, True):
+        config = TrainConfig(n_features=3, n_hidden=2, steps=2, batch_size=4, eval_samples=4, sparse=sparse)
+        model, dist, importance = build(config)
+        train_fast(model, dist, importance, config, torch.Generator().manual_seed(0))
+    evaluate_sparse(model, dist, importance, 4)
 
 
 def supports(config: TrainConfig) -> str | None:
@@ -102,6 +104,10 @@ def supports(config: TrainConfig) -> str | None:
         return f"the fast engine does not implement the {config.model} model"
     if config.distribution not in DISTS:
         return f"the fast engine does not implement the {config.distribution} distribution"
+    if config.sparse and (config.distribution != "independent" or config.model == "abs"):
+        return "sparse sampling implements independent non-negative features only"
+    if config.sparse and _nk is None:
+        return "sparse sampling needs numba"
     return None
 
 
@@ -164,7 +170,8 @@ def _torch_u32_rows(keys: np.ndarray, step: int, rows: list[int], rows_per_step:
 
 
 def sample_torch(
-    dist: str, thr: np.ndarray, keys: np.ndarray, step: int, B: int, set_size: int = 1, signed: bool = False
+    dist: str, thr: np.ndarray, keys: np.ndarray, step: int, B: int, set_size: int = 1, signed: bool = False,
+    value_max: float = 1.0,
 ) -> Tensor:
     """The fast engine's batch at `step`, [instances, B, features], computed in PyTorch."""
     K, n = thr.shape
@@ -172,7 +179,8 @@ def sample_torch(
     t = torch.from_numpy(thr)[:, :, None]  # [K, n, 1]
 
     def val(u: Tensor) -> Tensor:
-        return 2 * u - 1 if signed else u
+        u = 2 * u - 1 if signed else u
+        return u if value_max == 1.0 else u * value_max
 
     if dist == "independent":
         u = _torch_u32_rows(keys, step, list(range(n)), rows, B)
@@ -202,14 +210,34 @@ def sample_torch(
 
 
 def sample_numba(
-    dist: str, thr: np.ndarray, keys: np.ndarray, step: int, B: int, set_size: int = 1, signed: bool = False
+    dist: str, thr: np.ndarray, keys: np.ndarray, step: int, B: int, set_size: int = 1, signed: bool = False,
+    value_max: float = 1.0,
 ) -> Tensor:
     """The same batch as `sample_torch`, drawn by the compiled sampler (requires numba)."""
     K, n = thr.shape
     out = np.empty((K, n, B), dtype=np.float32)
     buf, buf2 = np.empty(B), np.empty(B)
     for k in range(K):
-        _nk.sample_batch(out[k], DISTS[dist], thr[k], set_size, signed, keys[k], step, buf, buf2)
+        _nk.sample_batch(out[k], DISTS[dist], thr[k], set_size, signed, keys[k], step, buf, buf2, float(value_max))
+    return torch.from_numpy(out).transpose(1, 2).contiguous()
+
+
+def log1m(density: Tensor) -> np.ndarray:
+    """ln(1 − p) per instance and feature (float64; −inf where p = 1): the sparse sampler's gap law."""
+    with np.errstate(divide="ignore"):
+        return np.log1p(-density.detach().double().cpu().numpy())
+
+
+def sample_sparse(density: Tensor, keys: np.ndarray, step: int, B: int, value_max: float = 1.0) -> Tensor:
+    """The sparse stream's batch at `step` (config.sparse), [instances, B, features] dense, for the tests."""
+    K, n = density.shape
+    lm = log1m(density)
+    out = np.zeros((K, n, B), dtype=np.float32)
+    start = np.empty(n + 1, dtype=np.int64)
+    for k in range(K):
+        pos, val = np.empty(16, dtype=np.int64), np.empty(16, dtype=np.float32)
+        _, pos, val = _nk.sparse_batch(lm[k], float(value_max), keys[k], step, B, start, pos, val)
+        _nk.scatter_dense(out[k], start, pos, val)
     return torch.from_numpy(out).transpose(1, 2).contiguous()
 
 
@@ -240,11 +268,19 @@ def unpack_weights(model: ToyModel, W: np.ndarray) -> None:
 # ---- loss and gradient for a given batch (used by the tests) ----------------------------------------
 
 
+def _csr(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(start, pos, val) of a dense batch X[n, B], the layout `_kernels.sample_sparse` writes."""
+    rows, cols = np.nonzero(X)
+    start = np.searchsorted(rows, np.arange(X.shape[0] + 1)).astype(np.int64)
+    return start, cols.astype(np.int64), X[rows, cols].astype(np.float32)
+
+
 def loss_and_grads(
-    model: ToyModel, x: Tensor, importance: Tensor, hidden_l1: float = 0.0
+    model: ToyModel, x: Tensor, importance: Tensor, hidden_l1: float = 0.0, sparse: bool = False
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """(per-instance L [instances], gradients keyed as model.named_parameters) of reference.objective at
-    batch x [instances, B, n], computed by the compiled kernel (numba) — the tests compare them with autograd."""
+    batch x [instances, B, n], computed by the compiled kernel (numba) — the tests compare them with autograd.
+    sparse: the sparse path's kernel (`loss_and_grad_sparse`, tied kinds)."""
     W = np.array(pack_weights(model), dtype=np.float32)
     bias = model.b.detach().float().numpy()
     imp = importance.detach().float().contiguous().numpy()
@@ -256,6 +292,14 @@ def loss_and_grads(
     loss = np.empty(K)
     h, dh, G = np.empty((m, B), np.float32), np.empty((m, B), np.float32), np.empty((n, B), np.float32)
     for k in range(K):
+        if sparse:
+            hT, dhT = np.empty((B, m), np.float32), np.empty((B, m), np.float32)
+            WT, gWT = np.empty((n, m), np.float32), np.empty((n, m), np.float32)
+            loss[k] = _nk.loss_and_grad_sparse(
+                KINDS[model.kind], W[k], bias[k], imp[k], X[k], *_csr(X[k]), float(hidden_l1), h, hT, dhT, G, WT,
+                gWT, np.empty(B, np.int64), gW[k], gb[k],
+            )  # fmt: skip
+            continue
         loss[k] = _nk.loss_and_grad(
             KINDS[model.kind], W[k], bias[k], imp[k], X[k], float(hidden_l1), h, G, dh, gW[k], gb[k]
         )
@@ -289,6 +333,29 @@ def adamw_step_numba(
         )
 
 
+# ---- evaluation (config.sparse) -------------------------------------------------------------------------
+
+
+def evaluate_sparse(
+    model: ToyModel, distribution: FeatureDistribution, importance: Tensor, n_samples: int, restarts: int = 1,
+    seed: int = EVAL_SEED,
+) -> Tensor:
+    """The paper's L per instance on n_samples samples of the sparse stream with a fixed seed, in the compiled
+    engine (parallel over instances). As `training.evaluate`: the restarts of a configuration are scored on
+    identical samples (they share the configuration's stream key), so differences between restarts are paired."""
+    K, n = model.n_instances, model.n_features
+    keys = np.repeat(instance_keys(seed, K // restarts), restarts)
+    W = np.ascontiguousarray(pack_weights(model), dtype=np.float32)
+    bias = model.b.detach().float().contiguous().numpy()
+    imp = np.ascontiguousarray(importance.detach().float().expand(K, n).numpy())
+    lm = log1m(distribution.density.expand(K, n))
+    chunk = int(min(8192, max(256, (1 << 22) // n), n_samples))
+    out = np.empty(K)
+    _nk.evaluate_sparse(KINDS[model.kind], W, bias, imp, lm, float(distribution.value_max), keys, int(n_samples),
+                        chunk, out)
+    return torch.from_numpy(out).float()
+
+
 # ---- training ----------------------------------------------------------------------------------------
 
 
@@ -305,6 +372,14 @@ def _setup(model: ToyModel, distribution: FeatureDistribution, config: TrainConf
     thr = thresholds(distribution.density.expand(model.n_instances, model.n_features))
     lrs = np.array([config.lr * lr_multiplier(s, config) for s in range(config.steps)], dtype=np.float64)
     return keys, thr, lrs
+
+
+def _optimiser_arrays(config: TrainConfig, lrs: np.ndarray) -> tuple[np.ndarray, float, float, float]:
+    """(b's learning rates, W's decay, b's decay, growth γ ≤ 0): reference.optimizer's groups, as numbers."""
+    gamma = float(config.weight_decay)
+    lrs_b = lrs if config.lr_b is None else lrs * (config.lr_b / config.lr)
+    wd_b = gamma if config.decay_bias and gamma >= 0 else 0.0
+    return lrs_b, max(gamma, 0.0), wd_b, min(gamma, 0.0)
 
 
 def _chunks(config: TrainConfig):
@@ -347,12 +422,14 @@ def train_fast(
         bias = model.b.detach().numpy()
         state = [np.zeros_like(W), np.zeros_like(W), np.zeros_like(bias), np.zeros_like(bias)]
         imp = np.ascontiguousarray(importance.detach().float().expand(K, n).numpy())
+        lm = log1m(distribution.density.expand(K, n)) if config.sparse else np.zeros((K, n))
+        lrs_b, wd, wd_b, growth = _optimiser_arrays(config, lrs)
         for s0, s1 in _chunks(config):
             losses = np.empty((K, s1 - s0))
             _nk.train_chunk(
                 KINDS[model.kind], DISTS[distribution.name], int(distribution.set_size), bool(distribution.signed),
-                W, bias, *state, imp, thr, keys, float(config.hidden_l1), lrs, float(config.weight_decay),
-                s0, s1, B, losses,
+                float(distribution.value_max), bool(config.sparse), W, bias, *state, imp, thr, lm, keys,
+                float(config.hidden_l1), lrs, lrs_b, wd, wd_b, growth, s0, s1, B, losses,
             )  # fmt: skip
             last = s1 - 1
             if hook is not None and config.record_every and last % config.record_every == 0:
@@ -379,11 +456,14 @@ def _train_torch(
     keys, thr, _ = _setup(model, distribution, config, generator)
 
     def sample(step: int) -> Tensor:
+        if config.sparse:  # only reached with numba (supports() refuses sparse without it): the tests' path
+            return sample_sparse(distribution.density, keys, step, config.batch_size, distribution.value_max)
         return sample_torch(
-            distribution.name, thr, keys, step, config.batch_size, distribution.set_size, distribution.signed
+            distribution.name, thr, keys, step, config.batch_size, distribution.set_size, distribution.signed,
+            distribution.value_max,
         )
 
     train_reference(model, distribution, importance, config, generator, hook, progress, sample=sample)
 
 
-__all__ = ["supports", "train_fast", "has_numba"]
+__all__ = ["supports", "train_fast", "has_numba", "evaluate_sparse"]

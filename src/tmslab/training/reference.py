@@ -32,7 +32,36 @@ def lr_multiplier(step: int, config: TrainConfig) -> float:
         return 1.0 - t / total
     if config.schedule == "cosine":
         return math.cos(0.5 * math.pi * t / max(total - 1, 1))
+    if config.schedule == "cosine-floor":  # paper-spec §6.5: half a cosine from 1 down to lr_floor
+        return config.lr_floor + (1.0 - config.lr_floor) * 0.5 * (1.0 + math.cos(math.pi * t / total))
     return 1.0
+
+
+#: Added to ‖W_i‖ in the growth step, as the authors' optimiser adds Adam's eps (paper-spec §6.5).
+GROWTH_EPS = 1e-8
+
+
+def weight_growth_(W: Float[Tensor, "instances hidden features"], gamma: float, lr: float) -> None:
+    """§6.5's weight growth (γ < 0), in place: W_i ← W_i + lr·γ·W_i·(1 − 1/‖W_i‖) for every feature
+    column i, which pulls every feature's norm towards 1 (strong superposition)."""
+    norms = W.norm(dim=1, keepdim=True) + GROWTH_EPS
+    W.add_(lr * gamma * W * (1.0 - 1.0 / norms))
+
+
+def optimizer(model: ToyModel, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with the signed decay of §6.5: γ = weight_decay ≥ 0 decays W (and b when decay_bias, PyTorch's
+    default for all parameters); γ < 0 decays nothing here (train_reference applies the growth step to W).
+    b gets its own peak learning rate lr_b when set."""
+    gamma = config.weight_decay
+    enc = [p for name, p in model.named_parameters() if name != "b"]
+    return torch.optim.AdamW(
+        [
+            {"params": enc, "weight_decay": max(gamma, 0.0)},
+            {"params": [model.b], "weight_decay": gamma if config.decay_bias and gamma >= 0 else 0.0,
+             "lr": config.lr if config.lr_b is None else config.lr_b},
+        ],
+        lr=config.lr,
+    )
 
 
 def objective(
@@ -69,13 +98,16 @@ def train_reference(
 
     `sample(step)` replaces the distribution's own sampler (the fast engine's fallback uses its random stream).
     """
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    opt = optimizer(model, config)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_multiplier(s, config))
     for step in range(config.steps):
         x = sample(step) if sample is not None else distribution.sample(config.batch_size, generator)
         opt.zero_grad(set_to_none=True)
         loss, per_instance = objective(model, x, importance, config.hidden_l1)
         loss.backward()
+        if config.weight_decay < 0:  # the authors' optimiser grows W before its Adam update (§6.5)
+            with torch.no_grad():
+                weight_growth_(model.W, config.weight_decay, opt.param_groups[0]["lr"])
         opt.step()
         sched.step()
         if hook is not None and config.record_every and step % config.record_every == 0:
