@@ -67,6 +67,12 @@ def config_from_options(**opts: Any) -> TrainConfig:
     if opts.get("importance_decay") is None:
         opts["importance_decay"] = 1.0
     opts["importance"] = parse_floats("--importance", importance) if importance is not None else None
+    dataset_size = opts.pop("dataset_size", None)
+    if dataset_size is not None:  # finite datasets (§6.1): "0" or one T per density entry
+        sizes = parse_floats("--dataset-size", dataset_size)
+        if any(t != int(t) for t in sizes):
+            raise UsageError(f"--dataset-size must be whole numbers of samples, got {dataset_size!r}.")
+        opts["dataset_size"] = [int(t) for t in sizes] if any(sizes) else 0
     return TrainConfig(density=density, **opts)
 
 
@@ -109,6 +115,12 @@ def train(
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads (default: torch's choice).")] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing non-empty --out.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar or table.")] = False,
+    dataset_size: Annotated[
+        str | None,
+        typer.Option(help="Finite datasets: T samples per density entry (comma list), full-batch training; 0: fresh "
+                     "samples every step."),
+    ] = None,
+    unit_norm: Annotated[bool, typer.Option(help="Finite datasets: rescale every sample to unit norm.")] = False,
 ) -> None:
     """Train a batch of toy models (one per density × restart) and write a run directory.
 
@@ -140,6 +152,8 @@ def train(
         record_every=record_every,
         seed=seed,
         engine=engine,
+        dataset_size=dataset_size,
+        dataset_unit_norm=unit_norm,
     )
     if threads is not None:
         if threads < 1:

@@ -142,6 +142,15 @@ class TrainConfig:
     record_every: int = 0
     """Record the training loss and a weight snapshot every this many steps (0 = off)."""
 
+    dataset_size: Any = 0
+    """Finite training set (Henighan et al. 2023, paper-spec §6.1): T samples per instance, drawn once from
+    seed + instance and trained on full-batch every step (batch_size is then unused); eval_loss becomes the
+    test loss on fresh samples. An int for every configuration or a list with one T per density entry;
+    0 = fresh samples every step (infinite data)."""
+
+    dataset_unit_norm: bool = False
+    """Rescale every sample of a finite dataset, and of its test set, to unit norm ‖x‖ = 1 (§6.1)."""
+
     def __post_init__(self) -> None:
         _choice("model", self.model, ModelKind)
         _choice("distribution", self.distribution, Distribution)
@@ -178,6 +187,29 @@ class TrainConfig:
                 f"n_features ({self.n_features}) must be a multiple of set_size ({self.set_size}) "
                 f"for {self.distribution} sets."
             )
+        self._validate_dataset()
+
+    def _validate_dataset(self) -> None:
+        if isinstance(self.dataset_size, (list, tuple)):
+            if len(self.dataset_size) != self.n_configs:
+                raise ConfigError(
+                    f"dataset_size needs one T per density entry ({self.n_configs}), got {len(self.dataset_size)}."
+                )
+            self.dataset_size = [_positive_int("dataset_size", t) for t in self.dataset_size]
+        else:
+            _positive_int("dataset_size", self.dataset_size, minimum=0)
+        if not isinstance(self.dataset_unit_norm, bool):
+            raise ConfigError(f"dataset_unit_norm must be true or false, got {self.dataset_unit_norm!r}.")
+        if self.finite:
+            uniform = all(v == 1 for c in range(self.n_configs) for v in self.config_importance(c))
+            if self.model != "relu-output" or self.distribution != "independent" or self.hidden_l1 or not uniform:
+                raise ConfigError(
+                    "finite datasets (dataset_size > 0) train the relu-output model on independent features of "
+                    f"importance 1 without hidden_l1 (§6.1); got model {self.model!r}, distribution "
+                    f"{self.distribution!r}, hidden_l1 {self.hidden_l1}, uniform importance {uniform}."
+                )
+            if self.engine == "fast":
+                raise ConfigError("engine 'fast' cannot train finite datasets; use engine auto.")
 
     def _validate_importance(self, value: Any) -> list[Any]:
         if not isinstance(value, (list, tuple)) or len(value) == 0:
@@ -220,6 +252,15 @@ class TrainConfig:
         """Per-feature density of configuration `config`."""
         d = self.density[config]
         return list(d) if isinstance(d, list) else [d] * self.n_features
+
+    @property
+    def finite(self) -> bool:
+        """Whether instances train on finite datasets (dataset_size > 0)."""
+        return self.dataset_size != 0
+
+    def config_dataset_size(self, config: int) -> int:
+        """T of configuration `config` (0: infinite data)."""
+        return self.dataset_size[config] if isinstance(self.dataset_size, list) else self.dataset_size
 
     def instance_seed(self, instance: int) -> int:
         return self.seed + instance

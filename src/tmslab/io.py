@@ -25,6 +25,8 @@ from tmslab.config import ConfigError, TrainConfig, versions
 from tmslab.models import ToyModel
 
 WEIGHTS, CONFIG, METRICS, HISTORY = "model.safetensors", "config.json", "metrics.json", "history.safetensors"
+#: Finite-dataset runs (§6.1): every instance's training set, sparse (tmslab.training.finite.SparseDataset).
+DATASET = "dataset.safetensors"
 
 
 class RunFormatError(ValueError):
@@ -119,8 +121,13 @@ def save_run(out: Path, result: Any, extra_metrics: dict[str, Any] | None = None
             tmp / CONFIG,
             {**config.to_dict(), "n_instances": config.n_instances, "versions": versions(), "engine": result.engine},
         )
+        records = instance_records(config, result.eval_loss, result.best)
+        if getattr(result, "train_loss", None) is not None:  # finite datasets: eval_loss is the test loss
+            for rec in records:
+                rec["dataset_size"] = config.config_dataset_size(rec["config"])
+                rec["train_loss"] = float(result.train_loss[rec["index"]])
         metrics = {
-            "instances": instance_records(config, result.eval_loss, result.best),
+            "instances": records,
             "train_seconds": result.train_seconds,
             "engine": result.engine,
             **(extra_metrics or {}),
@@ -128,6 +135,8 @@ def save_run(out: Path, result: Any, extra_metrics: dict[str, Any] | None = None
         atomic_write_json(tmp / METRICS, metrics)
         if result.history:
             atomic_save_tensors(tmp / HISTORY, result.history)
+        if getattr(result, "dataset", None):
+            atomic_save_tensors(tmp / DATASET, result.dataset, metadata={"format": "tmslab-sparse-dataset-1"})
         if out.exists():
             old = out.with_name(f".{out.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -172,6 +181,15 @@ class Run:
     @property
     def best(self) -> Tensor:
         return torch.tensor([r["best"] for r in self.metrics["instances"]])
+
+    def dataset(self) -> dict[str, Tensor]:
+        """The sparse training sets of a finite-dataset run (training.finite.SparseDataset.from_tensors)."""
+        try:
+            return load_file(self.path / DATASET)
+        except FileNotFoundError:
+            raise RunFormatError(f"{self.path / DATASET} is missing; is this a finite-dataset run?") from None
+        except (SafetensorError, OSError, RuntimeError, ValueError) as e:
+            raise RunFormatError(f"{self.path / DATASET} is corrupted: {str(e).splitlines()[0]}") from None
 
     def best_indices(self) -> list[int]:
         """Instance index of the best restart of each configuration, in configuration order."""

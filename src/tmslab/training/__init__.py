@@ -43,6 +43,10 @@ class TrainResult:
     train_seconds: float
     engine: str
     history: dict[str, Tensor] = field(default_factory=dict)
+    dataset: dict[str, Tensor] = field(default_factory=dict)
+    """Finite runs (§6.1): every instance's training set in sparse form (training.finite.SparseDataset)."""
+    train_loss: Tensor | None = None
+    """Finite runs: the paper's L per instance on its own training set (eval_loss is then the test loss)."""
 
     @property
     def model(self) -> ToyModel:
@@ -160,7 +164,7 @@ def train(
     weights with a fresh optimiser (e.g. successive halving over restarts).
     """
     check_fits(config)
-    engine = _engine(config)
+    engine = "finite" if config.finite else _engine(config)
     model, dist, importance = build(config)
     if init_params is not None:
         model.load_state_dict({k: v.detach().float() for k, v in init_params.items()})
@@ -188,8 +192,13 @@ def train(
         # Tiny tensors: intra-op threads cost more in synchronisation than they save (≈10× slower on a
         # busy 2-core machine), so the reference loop runs them single-threaded.
         torch.set_num_threads(1)
+    finite = None
     try:
-        if engine == "fast":
+        if engine == "finite":  # full-batch training on finite datasets (§6.1)
+            from tmslab.training.finite import train_finite
+
+            finite = train_finite(model, config, hook if config.record_every else None, tick)
+        elif engine == "fast":
             from tmslab.training.fast import train_fast
 
             train_fast(model, dist, importance, config, generator, hook if config.record_every else None, tick)
@@ -206,7 +215,11 @@ def train(
     for p in params.values():
         bad |= ~torch.isfinite(p).flatten(1).all(1)
     eval_loss = None
-    if not bad.any():
+    if not bad.any() and finite is not None:
+        from tmslab.training.finite import losses, test_datasets
+
+        eval_loss = losses(params["W"], params["b"], test_datasets(config))
+    elif not bad.any():
         eval_loss = evaluate(model, dist, importance, config.eval_samples, restarts=config.restarts)
     if eval_loss is not None:
         bad |= ~torch.isfinite(eval_loss)
@@ -231,4 +244,6 @@ def train(
         train_seconds=seconds,
         engine=engine,
         history=hist,
+        dataset=finite[0].tensors() if finite is not None else {},
+        train_loss=finite[1] if finite is not None else None,
     )
