@@ -101,6 +101,22 @@ def test_loss_and_gradient_equal_autograd_on_the_dense_model():
     assert_close(gb / 12, br.grad, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("parallel", [False, True])
+def test_compiled_kernel_equals_torch_path(parallel):
+    """Negative biases make the kernel skip features that cannot fire; the sums must not change."""
+    c = finite_config(n_features=40, n_hidden=3, density=[0.1] * 3, dataset_size=[5, 300, 700])
+    layout = _Layout(datasets(c))
+    layout.parallel = parallel
+    g = torch.Generator().manual_seed(5)
+    W = torch.randn(c.n_instances, 3, 40, generator=g) * 0.4
+    b = torch.rand(c.n_instances, 40, generator=g) * -0.3
+    b[:, :5] = 0.1
+    fast, ref = loss_and_grad(W, b, layout, engine="numba"), loss_and_grad(W, b, layout, engine="torch")
+    for x, y in zip(fast, ref, strict=True):
+        assert_close(x, y, rtol=1e-5, atol=1e-6)
+    assert_close(loss_and_grad(W, b, layout, grad=False, engine="numba")[0], fast[0], rtol=0, atol=0)
+
+
 def test_finite_training_equals_dense_reference_loop():
     c = finite_config()
     result = train(c)

@@ -14,10 +14,9 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(parallel=True, cache=True)
-def loss_and_grad_items(Wt, b, tau, perm, item_inst, item_start, item_stop, indptr, col, val, grad):
-    """Per work item (points item_start … item_stop−1 of instance item_inst): (Σ_t Σ_i (x − r)², unscaled
-    gradients ∂/∂Wᵀ [n, m] and ∂/∂b [n] of Σ_t Σ_i (x − r)² divided by 2). Wt [instances, n, m] float32.
+def _loss_and_grad(Wt, b, tau, perm, item_inst, item_start, item_stop, indptr, col, val, grad):
+    """Per instance: (Σ_t Σ_i (x − r)², and the gradients ∂/∂Wᵀ [n, m] and ∂/∂b [n] of half of it), float64.
+    Work item w covers points item_start[w] … item_stop[w]−1 of instance item_inst[w]; Wt [instances, n, m].
 
     tau [instances, n] ascending, perm [instances, n]: feature perm[k, q] can have z > 0 only at points with
     ‖h‖ > tau[k, q] (|W_i·h| ≤ ‖W_i‖‖h‖, so z ≤ b_i + ‖W_i‖‖h‖); the dense sweep visits just those features.
@@ -81,4 +80,21 @@ def loss_and_grad_items(Wt, b, tau, perm, item_inst, item_start, item_stop, indp
                     i, x = col[a], val[a]
                     for j in range(m):
                         gW[g, i, j] += x * gh[j]
-    return loss, gW, gb
+    # Items → instances, serially in item order: the same sums whatever the thread count.
+    K = Wt.shape[0]
+    loss_k = np.zeros(K)
+    gW_k = np.zeros((K if grad else 1, n, m))
+    gb_k = np.zeros((K if grad else 1, n))
+    for w in range(items):
+        k = item_inst[w]
+        loss_k[k] += loss[w]
+        if grad:
+            gW_k[k] += gW[w]
+            gb_k[k] += gb[w]
+    return loss_k, gW_k, gb_k
+
+
+#: Parallel over work items, for large datasets; the serial build avoids thread synchronisation on small ones
+#: (on a busy 2-core machine a parallel region waits for a descheduled thread at every step).
+loss_and_grad_parallel = njit(parallel=True, cache=True)(_loss_and_grad)
+loss_and_grad_serial = njit(cache=True)(_loss_and_grad)

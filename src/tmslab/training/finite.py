@@ -16,8 +16,8 @@ the whole step is tested against autograd on the dense model (tests/test_finite.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,8 +179,12 @@ class _Layout:
         starts = [(k, s, min(s + ITEM_POINTS, o + t)) for k, (o, t) in enumerate(zip(self.offsets, sizes, strict=True))
                   for s in range(o, o + t, ITEM_POINTS)]
         self.items = [torch.tensor([it[c] for it in starts], dtype=torch.long).numpy() for c in range(3)]
-        self.item_inst = torch.tensor([it[0] for it in starts], dtype=torch.long)
+        # Threads pay off only on large datasets (≈ 10⁷ feature visits per step).
+        self.parallel = data.n_points * data.n_features >= PARALLEL_ELEMENTS
 
+
+#: Points × features per step above which the compiled kernel runs in parallel.
+PARALLEL_ELEMENTS = 1 << 23
 
 #: Points per work item of the compiled kernel (items run in parallel; each has its own gradient buffer).
 ITEM_POINTS = 256
@@ -218,18 +222,16 @@ def _loss_and_grad_numba(W: Tensor, b: Tensor, layout: _Layout, grad: bool) -> t
     norms = Wt.double().norm(dim=-1)
     tau = torch.where(bias >= 0, -math.inf, -bias.double() / norms).nan_to_num(posinf=math.inf)
     tau, perm = tau.sort(dim=-1, stable=True)
-    loss_i, gW_i, gb_i = _kernel().loss_and_grad_items(
+    kernel = _kernel()
+    compiled = kernel.loss_and_grad_parallel if layout.parallel else kernel.loss_and_grad_serial
+    loss, gWt, gb = (torch.from_numpy(a) for a in compiled(
         Wt.numpy(), bias.numpy(), tau.contiguous().numpy(), perm.contiguous().numpy(), *layout.items,
-        layout.indptr, layout.col, layout.value, grad)
-    per_item = torch.from_numpy(loss_i)
-    loss = torch.zeros(k, dtype=torch.float64).index_add_(0, layout.item_inst, per_item)
+        layout.indptr, layout.col, layout.value, grad))
     inv = layout.inv_size.double()
     loss = (loss * inv).float()
     if not grad:
         return loss, None, None
-    # The kernel accumulates ∂/∂z ÷ (2/T); sum the items of each instance in order, then scale.
-    gWt = torch.zeros(k, n, m, dtype=torch.float64).index_add_(0, layout.item_inst, torch.from_numpy(gW_i))
-    gb = torch.zeros(k, n, dtype=torch.float64).index_add_(0, layout.item_inst, torch.from_numpy(gb_i))
+    # The kernel accumulates ∂/∂z ÷ (2/T).
     scale = 2 * inv
     return loss, (gWt * scale[:, None, None]).transpose(1, 2).float().contiguous(), (gb * scale[:, None]).float()
 
@@ -304,10 +306,21 @@ def train_finite(
 ) -> tuple[SparseDataset, Float[Tensor, " instances"]]:
     """Train `model` (relu-output, initialised) in place with full-batch AdamW on each instance's dataset:
     (the datasets, the final per-instance training loss). `hook` as in training.reference."""
-    from tmslab.training.reference import lr_multiplier
-
     data = datasets(config)
     layout = _Layout(data)
+    threads = torch.get_num_threads()
+    # The work is in the compiled kernel; PyTorch's own ops here are small, and intra-op threads would only
+    # synchronise (≈10× slower on a busy 2-core machine, as for the reference loop's small batches).
+    torch.set_num_threads(1)
+    try:
+        return data, _train(model, config, layout, hook, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(model: ToyModel, config: TrainConfig, layout: _Layout, hook: Any, progress: Any) -> Tensor:
+    from tmslab.training.reference import lr_multiplier
+
     opt = torch.optim.AdamW([model.W, model.b], lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_multiplier(s, config))
     for step in range(config.steps):
@@ -320,4 +333,4 @@ def train_finite(
             hook(step, model, loss)
         if progress is not None:
             progress(step)
-    return data, loss_and_grad(model.W.detach(), model.b.detach(), layout, grad=False)[0]
+    return loss_and_grad(model.W.detach(), model.b.detach(), layout, grad=False)[0]
