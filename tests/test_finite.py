@@ -222,3 +222,34 @@ def test_cli_trains_a_finite_run(tms, tmp_path):
     assert SparseDataset.from_tensors(run.dataset()).sizes.tolist() == [4, 30]
     code, _, err = tms("train", "--dataset-size", "4,x", "--out", tmp_path / "bad")
     assert code == 2 and "--dataset-size" in err and not (tmp_path / "bad").exists()
+
+
+# ---- the experiment -------------------------------------------------------------------------------------
+
+
+def test_double_descent_quick_run(tmp_path):
+    """Quick fidelity: every claim is 'not evaluated' (it needs the large-T regime), the sanity checks run on
+    the saved weights and datasets, and the figures are written."""
+    from tmslab.experiments import get
+    from tmslab.experiments.runner import run_experiment
+
+    res = run_experiment(get("double-descent"), tmp_path, quick=True, progress=False)
+    by_kind = {c["kind"]: [] for c in res["checks"]}
+    for c in res["checks"]:
+        by_kind[c["kind"]].append(c)
+    assert all(c["status"] == "pass" for c in by_kind["sanity"]), by_kind["sanity"]
+    assert by_kind["claim"] and all(c["status"] == "not evaluated" and c["reason"] == "needs full fidelity"
+                                    for c in by_kind["claim"])
+    assert {f["name"] for f in res["figures"]} >= {"dimensionality", "hidden-data", "loss", "norms", "heatmap"}
+    run = load_run(tmp_path / "double-descent" / "m2")
+    assert (run.path / "dataset.safetensors").exists() and run.config.finite
+    assert len(res["tables"]["test_loss"]) == len(run.config.dataset_size)
+
+
+def test_significant_rise():
+    from tmslab.experiments.double_descent import log_grid, significant_rise
+
+    se = torch.full((4,), 0.01, dtype=torch.float64)
+    assert significant_rise(torch.tensor([1.0, 0.9, 0.8, 0.7], dtype=torch.float64), se) < 0
+    assert significant_rise(torch.tensor([1.0, 0.9, 1.2, 0.7], dtype=torch.float64), se) > 0
+    assert log_grid(3, 10_000, 15)[0] == 3 and log_grid(3, 10_000, 15)[-1] == 10_000

@@ -45,7 +45,7 @@ def _fidelity(quick: bool) -> dict[str, Any]:
 
 
 #: Full-batch steps at full fidelity (the paper: 50,000, warm-up 2,500 = 5%; scaled to the CPU budget).
-STEPS = 6_000
+STEPS = 2_000
 
 
 def _config(f: dict[str, Any], m: int, grid: list[int], weight_decay: float = 1e-2) -> TrainConfig:
@@ -209,8 +209,9 @@ class DoubleDescent(Experiment):
                 rises[mh] = significant_rise(loss.mean(1), loss.std(1) / math.sqrt(loss.shape[1]))
         best_m = max(rises, key=rises.get) if rises else None
         f2 = Check("largest significant rise of mean test loss with T over m ≥ 3 (loss rise − 2 SE)",
-                   round(rises[best_m], 5) if best_m else None, "> 0 for some m ≥ 3", bool(best_m and rises[best_m] > 0),
-                   SRC2, f"at m = {best_m}; per m: {({k: round(v, 5) for k, v in rises.items()})}")
+                   round(rises[best_m], 5) if best_m else None, "> 0 for some m ≥ 3",
+                   bool(best_m and rises[best_m] > 0), SRC2,
+                   f"at m = {best_m}; per m: {({k: round(v, 5) for k, v in rises.items()})}")
         checks.append(_not_evaluated(f2.name, f2.expected, SRC2) if ctx.quick else f2)
         tables: dict[str, Any] = {"T": T, "test_loss": test.tolist(), "train_loss": train.tolist(),
                                   "W_norm": Wn.tolist(), "b_norm": bn.tolist(), "heatmap_T": coarse,
@@ -223,7 +224,8 @@ class DoubleDescent(Experiment):
             tables["m4_wd1_test_loss"] = loss.mean(1).tolist()
             checks.append(Check("m = 4: significant rise with T at wd 1e-2 and at wd 1.0 (loss rise − 2 SE)",
                                 [round(rises.get(4, math.nan), 5), round(rise_wd, 5)], "> 0 at 1e-2, ≤ 0 at 1.0",
-                                rises.get(4, -1) > 0 >= rise_wd, SRC2, "the appendix: weight decay 1.0 removes the bump"))
+                                rises.get(4, -1) > 0 >= rise_wd, SRC2,
+                                "the appendix: weight decay 1.0 removes the bump"))
         figs = self._figures(main, mm, T, test, train, Wn, bn, coarse, rows)
         return Analysis(checks, figs, tables)
 
@@ -240,7 +242,7 @@ class DoubleDescent(Experiment):
             yf += df.tolist()
             xd += [t] * len(dx)
             yd += dx.tolist()
-        keep = lambda xs, ys: ([x for x, y in zip(xs, ys) if y > 0], [y for y in ys if y > 0])  # noqa: E731
+        keep = lambda xs, ys: ([x for x, y in zip(xs, ys, strict=True) if y > 0], [y for y in ys if y > 0])  # noqa: E731
         scatter = figure(
             "dimensionality", "lines", None,
             {"feature D_f (top 20 per model)": keep(xf, yf), "data point D_X": keep(xd, yd),
@@ -248,7 +250,8 @@ class DoubleDescent(Experiment):
             dash={"feature D_f (top 20 per model)": "markers", "data point D_X": "markers", "m/T": "dash"},
             xlabel="dataset size T", ylabel="dimensionality", log_x=True, log_y=True,
             caption="Feature dimensionality D_f and data-point dimensionality D_X against T (every seed): data "
-                    "points are stored as T-gons (D_X = m/T) at small T, features as a pentagon (D_f near 2/5) at large T.",
+                    "points are stored as T-gons (D_X = m/T) at small T, features as a pentagon (D_f near 2/5) "
+                    "at large T.",
         )
         show = sorted({0, len(T) // 2, len(T) - 1})
         data_h, feat_w, titles = [], [], []
@@ -263,7 +266,8 @@ class DoubleDescent(Experiment):
         figs = [
             scatter,
             figure("hidden-data", "arrows_2d", torch.stack(data_h), None, titles, lim=lim(data_h),
-                   caption="Hidden vectors h_t = W x_t of (up to 40) training points, seed 0: a T-gon when memorising."),
+                   caption="Hidden vectors h_t = W x_t of (up to 40) training points, seed 0: a T-gon when "
+                           "memorising."),
             figure("hidden-features", "arrows_2d", torch.stack(feat_w), None, titles, lim=lim(feat_w),
                    caption="The 20 longest feature directions W_i, seed 0: messy when memorising, a pentagon when "
                            "generalising."),
@@ -284,5 +288,6 @@ class DoubleDescent(Experiment):
             figs.append(figure("heatmap", "heatmap2d", [float(t) for t in coarse], [float(r[0]) for r in rows],
                                torch.stack([r[1] for r in rows]).log10().numpy(), xlabel="dataset size T",
                                ylabel="hidden dimensions m", zlabel="log₁₀ test loss", log_y=False,
-                               caption="Mean test loss over (T, m), 4 seeds per cell (every other T of the main grid)."))
+                               caption="Mean test loss over (T, m), every seed of a cell averaged (every other T of "
+                                       "the main grid)."))
         return figs
