@@ -14,7 +14,8 @@ import numpy as np
 from numba import njit, prange
 
 
-def _loss_and_grad(Wt, b, tau, perm, item_inst, item_start, item_stop, indptr, col, val, grad):
+@njit(parallel=True, cache=True)
+def loss_and_grad_items(Wt, b, tau, perm, item_inst, item_start, item_stop, indptr, col, val, grad):
     """Per instance: (Σ_t Σ_i (x − r)², and the gradients ∂/∂Wᵀ [n, m] and ∂/∂b [n] of half of it), float64.
     Work item w covers points item_start[w] … item_stop[w]−1 of instance item_inst[w]; Wt [instances, n, m].
 
@@ -93,8 +94,3 @@ def _loss_and_grad(Wt, b, tau, perm, item_inst, item_start, item_stop, indptr, c
             gb_k[k] += gb[w]
     return loss_k, gW_k, gb_k
 
-
-#: Parallel over work items, for large datasets; the serial build avoids thread synchronisation on small ones
-#: (on a busy 2-core machine a parallel region waits for a descheduled thread at every step).
-loss_and_grad_parallel = njit(parallel=True, cache=True)(_loss_and_grad)
-loss_and_grad_serial = njit(cache=True)(_loss_and_grad)

@@ -3,15 +3,16 @@
 Each instance k gets its own dataset of T_k samples, drawn once (seed + k, on a stream separate from the
 initialisation) and optionally rescaled to unit norm. The data are ~99% zeros, so they are held in
 coordinate form — (point, feature, value) triples, `SparseDataset` — never as a dense T × n tensor, and
-saved with the run in that form (io.DATASET, `dataset.safetensors`) so every metric can be recomputed from disk.
+saved with the run in that form (io.DATASET) so every metric can be recomputed from disk.
 
 The loss and its gradient are written out by hand. With z = WᵀW x + b and r = ReLU(z), the paper's
 L = (1/T) Σ_t Σ_i (x_ti − r_ti)² splits into a dense part Σ r² over every (point, feature) and a sparse
 correction Σ (x² − 2 x r) over the active entries; ∂L/∂z is (2/T)·r densely plus −(2/T)·x·1[z > 0] on the
-active entries. The dense part runs as batched matmuls in cache-sized chunks (no autograd graph, no
-[T, n] intermediates kept), the sparse part as index gathers and index_add_. Instances with the same T
-share one batched matmul. The gradient is handed to torch.optim.AdamW, so the optimiser is PyTorch's own;
-the whole step is tested against autograd on the dense model (tests/test_finite.py).
+active entries. Two implementations: a fused numba pass per data point (training._finite_kernel, the default;
+it visits only the features that can fire at that point) and a PyTorch one — batched matmuls in cache-sized
+chunks with index gathers and index_add_ for the sparse part — used where numba is missing. The gradient is
+handed to torch.optim.AdamW, so the optimiser is PyTorch's own; both paths and a whole training run are
+tested against autograd on the dense model (tests/test_finite.py).
 """
 
 from __future__ import annotations
@@ -222,11 +223,18 @@ def _loss_and_grad_numba(W: Tensor, b: Tensor, layout: _Layout, grad: bool) -> t
     norms = Wt.double().norm(dim=-1)
     tau = torch.where(bias >= 0, -math.inf, -bias.double() / norms).nan_to_num(posinf=math.inf)
     tau, perm = tau.sort(dim=-1, stable=True)
-    kernel = _kernel()
-    compiled = kernel.loss_and_grad_parallel if layout.parallel else kernel.loss_and_grad_serial
-    loss, gWt, gb = (torch.from_numpy(a) for a in compiled(
-        Wt.numpy(), bias.numpy(), tau.contiguous().numpy(), perm.contiguous().numpy(), *layout.items,
-        layout.indptr, layout.col, layout.value, grad))
+    import numba
+
+    threads = numba.get_num_threads()
+    # Small datasets run on one thread: on a busy 2-core machine a parallel region waits for a descheduled
+    # thread at every step.
+    numba.set_num_threads(threads if layout.parallel else 1)
+    try:
+        loss, gWt, gb = (torch.from_numpy(a) for a in _kernel().loss_and_grad_items(
+            Wt.numpy(), bias.numpy(), tau.contiguous().numpy(), perm.contiguous().numpy(), *layout.items,
+            layout.indptr, layout.col, layout.value, grad))
+    finally:
+        numba.set_num_threads(threads)
     inv = layout.inv_size.double()
     loss = (loss * inv).float()
     if not grad:
