@@ -38,7 +38,7 @@ def log_grid(lo: int, hi: int, points: int) -> list[int]:
 def _fidelity(quick: bool) -> dict[str, Any]:
     if quick:
         # n(1−S) = 10 active features per sample, as in the paper and in Hobbhahn's reduction.
-        return dict(n=100, density=0.1, grid=log_grid(3, 300, 5), steps=600, warmup=60, eval=2_000, seeds=2,
+        return dict(n=100, density=0.1, grid=log_grid(3, 300, 5), steps=300, warmup=15, eval=2_000, seeds=2,
                     hidden=[2, 3])
     return dict(n=1_000, density=0.01, grid=log_grid(3, 10_000, 15), steps=STEPS, warmup=STEPS // 20,
                 eval=10_000, seeds=4, hidden=HIDDEN)
