@@ -253,3 +253,14 @@ def test_significant_rise():
     assert significant_rise(torch.tensor([1.0, 0.9, 0.8, 0.7], dtype=torch.float64), se) < 0
     assert significant_rise(torch.tensor([1.0, 0.9, 1.2, 0.7], dtype=torch.float64), se) > 0
     assert log_grid(3, 10_000, 15)[0] == 3 and log_grid(3, 10_000, 15)[-1] == 10_000
+
+
+def test_sweep_over_dataset_size(tmp_path):
+    """dataset_size is a sweep axis (one job per T); the table's eval_loss is the test loss."""
+    from tmslab.sweep import run_sweep
+
+    spec = {"base": {"features": 20, "hidden": 2, "density": 0.1, "dataset_unit_norm": True, "steps": 20,
+                     "eval_samples": 200}, "grid": {"dataset_size": [3, 12]}, "restarts": 2}
+    df = run_sweep(spec, tmp_path / "s", progress=False, workers=1)
+    assert sorted(df["dataset_size"].unique().tolist()) == [3, 12] and len(df) == 4
+    assert df["eval_loss"].notna().all()

@@ -142,7 +142,7 @@ class TrainConfig:
     record_every: int = 0
     """Record the training loss and a weight snapshot every this many steps (0 = off)."""
 
-    dataset_size: Any = 0
+    dataset_size: int | list[int] = 0
     """Finite training set (Henighan et al. 2023, paper-spec §6.1): T samples per instance, drawn once from
     seed + instance and trained on full-batch every step (batch_size is then unused); eval_loss becomes the
     test loss on fresh samples. An int for every configuration or a list with one T per density entry;
