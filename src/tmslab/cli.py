@@ -99,8 +99,20 @@ def parse_indices(flag: str, text: str) -> list[int]:
     return out
 
 
+def parse_sizes(flag: str, text: str) -> list[int] | int:
+    """'100,1000' → [100, 1000] (finite datasets, §6.1); '0' → 0 (fresh samples every step)."""
+    sizes = parse_floats(flag, text)
+    if any(t != int(t) for t in sizes):
+        raise UsageError(f"{flag} must be whole numbers of samples, got {text!r}.")
+    return [int(t) for t in sizes] if any(sizes) else 0
+
+
 #: Comma-list options other than --density / --importance: field → (flag, parser). Not given: the field's default.
-_LIST_OPTIONS = {"off_features": ("--off-features", parse_indices), "eval_density": ("--eval-density", parse_floats)}
+_LIST_OPTIONS = {
+    "off_features": ("--off-features", parse_indices),
+    "eval_density": ("--eval-density", parse_floats),
+    "dataset_size": ("--dataset-size", parse_sizes),
+}
 
 
 def _parse_lists(opts: dict[str, Any]) -> dict[str, Any]:
@@ -160,7 +172,8 @@ _TRAIN_FIELDS = {
     "hidden_l1": "hidden_l1", "eval_samples": "eval_samples", "record_every": "record_every", "seed": "seed",
     "engine": "engine", "off_features": "off_features", "eval_density": "eval_density",
     "expected_active": "expected_active", "value_max": "value_max", "lr_b": "lr_b", "lr_floor": "lr_floor",
-    "decay_bias": "decay_bias", "sparse": "sparse", "device": "device",
+    "decay_bias": "decay_bias", "sparse": "sparse", "device": "device", "dataset_size": "dataset_size",
+    "dataset_unit_norm": "unit_norm",
 }  # fmt: skip
 
 
@@ -222,6 +235,12 @@ def train(
     decay_bias: Annotated[bool, typer.Option(help="Apply a γ ≥ 0 decay to b too (PyTorch default).")] = True,
     sparse: Annotated[bool, typer.Option(help="Sparse sampling, training and evaluation (fast engine).")] = False,
     device: Annotated[Device, typer.Option(help="cpu, or cuda (plain PyTorch loop on the GPU).")] = "cpu",
+    dataset_size: Annotated[
+        str | None,
+        typer.Option(help="Finite datasets: T samples per density entry (comma list), full-batch training; 0: fresh "
+                     "samples every step."),
+    ] = None,
+    unit_norm: Annotated[bool, typer.Option(help="Finite datasets: rescale every sample to unit norm.")] = False,
 ) -> None:
     """Train a batch of toy models (one per density × restart) and write a run folder.
 

@@ -274,6 +274,15 @@ class TrainConfig:
     """cuda: train with the reference loop (plain PyTorch) on the GPU; evaluation runs on the CPU, so eval_loss is
     scored on exactly the samples a CPU run of the same config uses."""
 
+    dataset_size: int | list[int] = 0
+    """Finite training set (Henighan et al. 2023, paper-spec §6.1): T samples per instance, drawn once from
+    seed + instance and trained on full-batch every step (batch_size is then unused); eval_loss becomes the
+    test loss on fresh samples. An int for every configuration or a list with one T per density entry;
+    0 = fresh samples every step (infinite data)."""
+
+    dataset_unit_norm: bool = False
+    """Rescale every sample of a finite dataset, and of its test set, to unit norm ‖x‖ = 1 (§6.1)."""
+
     def __post_init__(self) -> None:
         _choice("model", self.model, ModelKind)
         _choice("distribution", self.distribution, Distribution)
@@ -316,6 +325,7 @@ class TrainConfig:
             )
         self._validate_shift()
         self._validate_scaling_options()
+        self._validate_dataset()
 
     def _validate_shift(self) -> None:
         """off_features and eval_density (distribution-shift targets, paper-spec §6.6)."""
@@ -360,6 +370,28 @@ class TrainConfig:
         for d in self.density:
             if isinstance(d, str):
                 density_law(d, self.n_features, self.expected_active)  # raises if a probability exceeds 1
+
+    def _validate_dataset(self) -> None:
+        if isinstance(self.dataset_size, (list, tuple)):
+            if len(self.dataset_size) != self.n_configs:
+                raise ConfigError(
+                    f"dataset_size needs one T per density entry ({self.n_configs}), got {len(self.dataset_size)}."
+                )
+            self.dataset_size = [_positive_int("dataset_size", t) for t in self.dataset_size]
+        else:
+            _positive_int("dataset_size", self.dataset_size, minimum=0)
+        if not isinstance(self.dataset_unit_norm, bool):
+            raise ConfigError(f"dataset_unit_norm must be true or false, got {self.dataset_unit_norm!r}.")
+        if self.finite:
+            uniform = all(v == 1 for c in range(self.n_configs) for v in self.config_importance(c))
+            if self.model != "relu-output" or self.distribution != "independent" or self.hidden_l1 or not uniform:
+                raise ConfigError(
+                    "finite datasets (dataset_size > 0) train the relu-output model on independent features of "
+                    f"importance 1 without hidden_l1 (§6.1); got model {self.model!r}, distribution "
+                    f"{self.distribution!r}, hidden_l1 {self.hidden_l1}, uniform importance {uniform}."
+                )
+            if self.engine == "fast":
+                raise ConfigError("engine 'fast' cannot train finite datasets; use engine auto.")
 
     def validate(self) -> TrainConfig:
         """Check (and normalise) every field again, e.g. after editing a config; returns self."""
@@ -424,6 +456,15 @@ class TrainConfig:
         if isinstance(d, str):
             return density_law(d, self.n_features, self.expected_active)
         return list(d) if isinstance(d, list) else [d] * self.n_features
+
+    @property
+    def finite(self) -> bool:
+        """Whether instances train on finite datasets (dataset_size > 0)."""
+        return self.dataset_size != 0
+
+    def config_dataset_size(self, config: int) -> int:
+        """T of configuration `config` (0: infinite data)."""
+        return self.dataset_size[config] if isinstance(self.dataset_size, list) else self.dataset_size
 
     def instance_seed(self, instance: int) -> int:
         return self.seed + instance

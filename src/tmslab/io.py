@@ -40,7 +40,9 @@ if TYPE_CHECKING:  # torch is imported where it is used, so that `tms --help` st
     from tmslab.models import ToyModel
 
 WEIGHTS, CONFIG, METRICS, HISTORY = "model.safetensors", "config.json", "metrics.json", "history.safetensors"
-RUN_FILES = (WEIGHTS, CONFIG, METRICS, HISTORY)
+#: Finite-dataset runs (§6.1): every instance's training set, sparse (tmslab.training.finite.SparseDataset).
+DATASET = "dataset.safetensors"
+RUN_FILES = (WEIGHTS, CONFIG, METRICS, HISTORY, DATASET)
 #: The marker file of an output folder (see the module docstring).
 MARKER = ".tmslab"
 _HEADER = "tmslab-output "
@@ -347,10 +349,13 @@ def save_run(out: Path, result: Any, extra_metrics: dict[str, Any] | None = None
             tmp / CONFIG,
             {**config.to_dict(), "n_instances": config.n_instances, "versions": versions(), "engine": result.engine},
         )
+        records = instance_records(config, result.eval_loss, result.best, getattr(result, "shifted_eval_loss", None))
+        if getattr(result, "train_loss", None) is not None:  # finite datasets: eval_loss is the test loss
+            for rec in records:
+                rec["dataset_size"] = config.config_dataset_size(rec["config"])
+                rec["train_loss"] = float(result.train_loss[rec["index"]])
         metrics = {
-            "instances": instance_records(
-                config, result.eval_loss, result.best, getattr(result, "shifted_eval_loss", None)
-            ),
+            "instances": records,
             "train_seconds": result.train_seconds,
             "eval_seconds": getattr(result, "eval_seconds", 0.0),
             "engine": result.engine,
@@ -359,6 +364,8 @@ def save_run(out: Path, result: Any, extra_metrics: dict[str, Any] | None = None
         atomic_write_json(tmp / METRICS, metrics)
         if result.history:
             atomic_save_tensors(tmp / HISTORY, result.history)
+        if getattr(result, "dataset", None):
+            atomic_save_tensors(tmp / DATASET, result.dataset, metadata={"format": "tmslab-sparse-dataset-1"})
         replace_dir(tmp, out, "run")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # the temporary folder is entirely ours
@@ -428,6 +435,15 @@ class Run:
         import torch
 
         return torch.tensor([r["best"] for r in self.metrics["instances"]])
+
+    def dataset(self) -> dict[str, Tensor]:
+        """The sparse training sets of a finite-dataset run (training.finite.SparseDataset.from_tensors)."""
+        try:
+            return load_file(self.path / DATASET)
+        except FileNotFoundError:
+            raise RunFormatError(f"{self.path / DATASET} is missing; is this a finite-dataset run?") from None
+        except (SafetensorError, OSError, RuntimeError, ValueError) as e:
+            raise RunFormatError(f"{self.path / DATASET} is corrupted: {str(e).splitlines()[0]}") from None
 
     def best_indices(self) -> list[int]:
         """Instance index of the best restart of each configuration, in configuration order."""

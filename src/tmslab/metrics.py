@@ -13,7 +13,7 @@ Groups:
 - m = 2 angles (E1, E7);
 - neuron-level measures for privileged bases and the abs model (§2.9, §3 proposal, §5 footnote 15);
 - the analytic adversarial attack (§2.8, E13);
-- datapoint dimensionality (follow-up §6.1).
+- datapoint dimensionality and weight/bias norms (follow-up §6.1).
 """
 
 from __future__ import annotations
@@ -179,9 +179,29 @@ def feature_dimensionality(W: Float[Tensor, "instances hidden features"]) -> Flo
 
 @one_or_batch(h=2)
 def datapoint_dimensionality(h: Float[Tensor, "instances batch hidden"]) -> Float[Tensor, "instances batch"]:
-    """D_{X_i} = ‖h_i‖² / Σ_j (ĥ_i·h_j)² over a batch of hidden vectors h_i = W X_i (follow-up §6.1)."""
+    """D_{X_i} = ‖h_i‖² / Σ_j (ĥ_i·h_j)² over a batch of hidden vectors h_i = W X_i (follow-up §6.1).
+
+    A T-gon of points in m = 2 gives 2/T. The denominator is h_iᵀ M h_i with M = Σ_j h_j h_jᵀ (hidden × hidden),
+    so a dataset of 10⁴ points needs no 10⁴ × 10⁴ Gram matrix; 0 where ‖h_i‖ < DEAD_NORM.
+    """
     h = _f64(h)
-    return _dimensionality(h @ h.transpose(-1, -2))
+    M = h.transpose(-1, -2) @ h
+    norm2 = (h**2).sum(-1)
+    denom = torch.einsum("ibh,ihk,ibk->ib", h, M, h)
+    dead = norm2 < DEAD_NORM**2
+    # Rounding can put the quadratic form a hair below ‖h_i‖⁴ (the j = i term); D_X ≤ 1 holds exactly.
+    return torch.where(dead, torch.zeros_like(norm2), (norm2**2 / torch.where(dead, torch.ones_like(denom), denom))
+                       .clamp_max(1.0))
+
+
+def weight_norm(W: Float[Tensor, "instances hidden features"]) -> Float[Tensor, " instances"]:
+    """‖W‖_F, plotted against dataset size in §6.1 (≈ √5 ≈ 2.2 for the generalising pentagon)."""
+    return learned_features(W).sqrt()
+
+
+def bias_norm(b: Float[Tensor, "instances features"]) -> Float[Tensor, " instances"]:
+    """‖b‖₂ per instance (§6.1: peaks with ‖W‖_F at small datasets)."""
+    return _f64(b).norm(dim=-1)
 
 
 # ---- polytopes (§2.6.2, E5, E6) -----------------------------------------------------------------------

@@ -15,6 +15,7 @@ _MODULES = [
     "intro", "basic", "phase", "uniform", "perturb", "correlated",
     "dynamics", "adversarial", "privileged", "absval", "l1", "compression",
     "scaling",
+    "double_descent",
 ]
 
 

@@ -280,7 +280,7 @@ def _axis_values(name: str, value: Any) -> list[Any]:
     kind = _FIELDS[name].type
     out = []
     for v in vals:
-        if kind == "int":
+        if kind.split(" |")[0] == "int":  # int, or int | list[int] (dataset_size): an axis value is one int
             if isinstance(v, float) and v.is_integer():
                 v = int(v)
             if isinstance(v, bool) or not isinstance(v, int):

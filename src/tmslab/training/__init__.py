@@ -45,6 +45,10 @@ class TrainResult:
     history: dict[str, Tensor] = field(default_factory=dict)
     shifted_eval_loss: Tensor | None = None  # [instances], L under config.eval_density (distribution shift)
     eval_seconds: float = 0.0
+    dataset: dict[str, Tensor] = field(default_factory=dict)
+    """Finite runs (§6.1): every instance's training set in sparse form (training.finite.SparseDataset)."""
+    train_loss: Tensor | None = None
+    """Finite runs: the paper's L per instance on its own training set (eval_loss is then the test loss)."""
 
     @property
     def model(self) -> ToyModel:
@@ -198,7 +202,7 @@ def train(
     """
     config.validate()  # a config edited after creation is checked again, not left to fail inside torch
     check_fits(config)
-    engine = _engine(config)
+    engine = "finite" if config.finite else _engine(config)
     model, dist, importance = build(config)
     if init_params is not None:
         model.load_state_dict({k: v.detach().float() for k, v in init_params.items()})
@@ -229,8 +233,13 @@ def train(
         # Tiny tensors: intra-op threads cost more in synchronisation than they save (≈10× slower on a
         # busy 2-core machine), so the reference loop runs them single-threaded.
         torch.set_num_threads(1)
+    finite = None
     try:
-        if engine == "fast":
+        if engine == "finite":  # full-batch training on finite datasets (§6.1)
+            from tmslab.training.finite import train_finite
+
+            finite = train_finite(model, config, hook if config.record_every else None, tick)
+        elif engine == "fast":
             from tmslab.training.fast import train_fast
 
             train_fast(model, dist, importance, config, generator, hook if config.record_every else None, tick)
@@ -253,7 +262,12 @@ def train(
     eval_loss, eval_seconds = None, 0.0
     if not bad.any():
         eval_start = time.perf_counter()
-        eval_loss = score(config, model, dist, importance)
+        if finite is not None:  # the test loss on fresh samples (§6.1)
+            from tmslab.training.finite import losses, test_datasets
+
+            eval_loss = losses(params["W"], params["b"], test_datasets(config))
+        else:
+            eval_loss = score(config, model, dist, importance)
         eval_seconds = time.perf_counter() - eval_start
     if eval_loss is not None:
         bad |= ~torch.isfinite(eval_loss)
@@ -281,4 +295,6 @@ def train(
         history=hist,
         shifted_eval_loss=shifted,
         eval_seconds=eval_seconds,
+        dataset=finite[0].tensors() if finite is not None else {},
+        train_loss=finite[1] if finite is not None else None,
     )
