@@ -13,7 +13,7 @@ EXPERIMENTS: dict[str, Experiment] = {}
 #: Modules in paper order; each registers its experiment(s) on import.
 _MODULES = [
     "intro", "basic", "phase", "uniform", "perturb", "correlated",
-    "dynamics", "adversarial", "privileged", "absval", "l1", "compression",
+    "dynamics", "adversarial", "privileged", "absval", "l1", "compression", "slt",
 ]
 
 
