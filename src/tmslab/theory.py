@@ -493,7 +493,8 @@ def hessian_modes(W: Float[Tensor, "2 c"], b: Float[Tensor, " c"], rel_tol: floa
     def f(theta: Tensor) -> Tensor:
         return one_hot_loss(theta[: 2 * c].reshape(2, c), theta[2 * c :])
 
-    ev = torch.linalg.eigvalsh(torch.autograd.functional.hessian(f, torch.cat([W.reshape(-1), b]).double()))
+    theta = torch.cat([W.reshape(-1), b]).double()
+    ev = torch.linalg.eigvalsh(torch.autograd.functional.hessian(f, theta, vectorize=True))
     tol = rel_tol * float(ev.abs().max())
     return int((ev < -tol).sum()), int((ev.abs() <= tol).sum()), ev
 
