@@ -123,3 +123,20 @@ def test_same_seed_gives_bit_identical_weights(tms, tmp_path):
     c = tmp_path / "c"
     assert tms("train", "--out", c, *TINY, "--restarts", "3", "--seed", "8")[0] == 0
     assert (a / "model.safetensors").read_bytes() != (c / "model.safetensors").read_bytes()
+
+
+def test_theory_kgon_json_and_errors(capsys):
+    import json
+
+    from tmslab.cli import main
+
+    assert main(["theory", "kgon", "--features", "5", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["k"] for r in rows} == {4, 5}
+    assert set(rows[0]) >= {"k", "variant", "length", "bias", "loss", "llc"}
+    five = [r for r in rows if r["k"] == 5][0]
+    assert round(five["loss"], 5) == 0.01583 and five["llc"] == 7.0
+    assert [r["llc"] for r in rows if r["k"] == 4] == [None, None]  # the 4-gon sits on a ReLU kink (b* = 0)
+    assert main(["theory", "kgon", "--features", "3"]) == 2
+    assert "--features must be >= 4" in capsys.readouterr().err
+    assert main(["theory", "kgon", "--features", "5", "--k", "6"]) == 2

@@ -213,6 +213,49 @@ def test_kgon_is_a_critical_point_of_the_full_loss(k):
     assert W.grad.abs().max().item() < 1e-9 and b.grad.abs().max().item() < 1e-9
 
 
+# Published values (paper-spec §6.4 for k = 4, 5; Chen et al. 2023, Table A.1 for c = 6 as transcribed in public
+# third-party code — the paper's own table could not be read here, so these rows are second-hand).
+PUBLISHED = [  # (k, c, plus, l*, b*, L(k, c), λ or None)
+    (4, 4, 0, 1.0, 0.0, 0.0, None),
+    (5, 5, 0, 1.17046, -0.28230, 0.01583, None),
+    (4, 5, 0, 1.0, 0.0, 0.06667, None),
+    (4, 5, 1, 1.0, 0.0, 0.05667, None),
+    (5, 6, 0, 1.17046, -0.28230, 0.06874, 7.0),
+    (5, 6, 1, 1.17046, -0.28230, None, 8.5),
+    (6, 6, 0, 1.32053, -0.61814, 0.04819, 8.5),
+]
+
+
+@pytest.mark.parametrize(("k", "c", "plus", "length", "b", "loss", "llc"), PUBLISHED)
+def test_critical_points_match_published_table(k, c, plus, length, b, loss, llc):
+    (p,) = [p for p in T.critical_points(c, k) if p.plus == plus]
+    assert round(p.length, 4) == round(length, 4) and round(p.bias, 4) == round(b, 4)
+    if loss is not None:
+        assert round(p.loss, 4) == round(loss, 4)
+    if llc is not None:
+        assert p.llc == llc
+
+
+def test_critical_points_table_structure():
+    pts = T.critical_points(6)
+    # k = 4, 5, 6 with 0..c−k positive-bias dead features: 3 + 2 + 1 points, sorted by loss.
+    assert sorted((p.k, p.plus) for p in pts) == [(4, 0), (4, 1), (4, 2), (5, 0), (5, 1), (6, 0)]
+    assert [p.loss for p in pts] == sorted(p.loss for p in pts)
+    assert {p.variant for p in pts} == {"k", "k+"}
+    # Every row is a critical point of the full loss at its own weights.
+    for p in pts:
+        W, b = p.weights()
+        W.requires_grad_(True)
+        b.requires_grad_(True)
+        T.one_hot_loss(W, b).sum().backward()
+        assert W.grad.abs().max() < 1e-9 and b.grad.abs().max() < 1e-9
+        assert T.one_hot_loss(W, b).item() == pytest.approx(p.loss, abs=1e-12)
+    with pytest.raises(ValueError):
+        T.critical_points(6, k=7)
+    with pytest.raises(ValueError):
+        T.critical_points(3)
+
+
 # ---- nonlinear compression (§2.13, E19) ---------------------------------------------------------------
 
 

@@ -591,6 +591,42 @@ def zoo_get(
         typer.echo(f"wrote {path}")
 
 
+# ---- tms theory kgon -----------------------------------------------------------------------------------
+
+theory_app = typer.Typer(help="Closed-form results (no training).", no_args_is_help=True)
+app.add_typer(theory_app, name="theory")
+
+
+@theory_app.command("kgon")
+def theory_kgon(
+    features: Annotated[int, typer.Option(help="Number of features c (>= 4); hidden dimension 2, one-hot data.")],
+    k: Annotated[int | None, typer.Option(help="Only the k-gons with this k (4 <= k <= c).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of a table.")] = False,
+) -> None:
+    """Every k-gon critical point of the one-hot TMS loss (Chen et al. 2023): l*, b*, L(k, c), LLC.
+
+    Example: tms theory kgon --features 6 --json
+    """
+    import json
+
+    from tmslab.theory import critical_points
+
+    if features < 4:
+        raise UsageError(f"--features must be >= 4 (k-gons with 4 <= k <= c), got {features}.")
+    if k is not None and not 4 <= k <= features:
+        raise UsageError(f"--k must be in [4, {features}] for --features {features}, got {k}.")
+    points = critical_points(features, k)
+    if as_json:
+        typer.echo(json.dumps([p.to_dict() for p in points], indent=1))
+        return
+    typer.echo(f"c = {features} features, r = 2; L = E‖x − f(x)‖² (H = 3c·L); LLC: minimally singular minima only")
+    typer.echo(f"{'point':>16s} {'l*':>9s} {'b*':>9s} {'L(k,c)':>9s} {'LLC':>6s}  Hessian (−, 0)")
+    for p in points:
+        llc = "—" if p.llc is None else f"{p.llc:g}"
+        typer.echo(f"{p.label:>16s} {p.length:9.5f} {p.bias:9.5f} {p.loss:9.5f} {llc:>6s}  "
+                   f"({p.negative_modes}, {p.zero_modes})")
+
+
 # ---- entry point -----------------------------------------------------------------------------------
 
 

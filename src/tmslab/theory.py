@@ -328,15 +328,19 @@ def one_hot_loss(
 
 
 def kgon_weights(
-    k: int, c: int, length: float, bias: float, positive_bias_dead: int = 0
+    k: int, c: int, length: float, bias: float, positive_bias_dead: int = 0, dead_bias: float = 0.0
 ) -> tuple[Float[Tensor, "1 2 c"], Float[Tensor, "1 c"]]:
-    """The k-gon critical point's parameters: features 0..k−1 at angles 2πj/k with norm `length` and bias
-    `bias`; the other c − k dead (zero weight, bias 0), except `positive_bias_dead` of them with bias 1/(2c)
-    (Chen et al.'s k⁺ variants)."""
+    """The k-gon critical point's parameters (§6.4), for notebooks and tests.
+
+    Features 0..k−1 sit at angles 2πj/k with norm `length` and bias `bias`; the other c − k are dead (zero
+    weight): the first `positive_bias_dead` of them get bias 1/(2c) (Chen et al.'s k⁺ variants), the rest
+    `dead_bias` (any value ≤ 0 is a critical point; a strictly negative one keeps the point away from the ReLU
+    kink, which `critical_points` needs for its Hessian). Returns W [1, 2, c] and b [1, c], float64.
+    """
     if not 0 <= positive_bias_dead <= c - k:
         raise ValueError(f"positive_bias_dead must be in [0, c − k] = [0, {c - k}], got {positive_bias_dead}.")
     W = torch.zeros(1, 2, c, dtype=torch.float64)
-    b = torch.zeros(1, c, dtype=torch.float64)
+    b = torch.full((1, c), float(dead_bias), dtype=torch.float64)
     if k == 1:
         W[0, 0, 0] = length
     elif k == 2:
@@ -371,18 +375,8 @@ def _kgon_h(k: int, params: Float[Tensor, "*batch 2"]) -> Float[Tensor, "*batch"
     return 3 * k * one_hot_loss(W, params[..., 1, None].expand(*params.shape[:-1], k))
 
 
-@functools.cache
-def solve_kgon(k: int, iterations: int = 200) -> KGon:
-    """Minimise h_k over (l, b) for a regular k-gon (k ≥ 3): coarse grid, then damped Newton (§6.4).
-
-    h_k is piecewise polynomial, so Newton with exact autograd Hessians converges to machine precision.
-    Cached: the result depends on k alone.
-    """
-    grid = torch.cartesian_prod(
-        torch.linspace(0.5, 2.5, 41, dtype=torch.float64), torch.linspace(-2.5, 0.5, 61, dtype=torch.float64)
-    )
-    p = grid[_kgon_h(k, grid).argmin()]
-    f = lambda q: _kgon_h(k, q)  # noqa: E731
+def _newton(f, p: Tensor, iterations: int = 100) -> Tensor:
+    """Damped Newton on a 2-parameter piecewise polynomial with exact autograd derivatives."""
     for _ in range(iterations):
         g = torch.autograd.functional.jacobian(f, p)
         if float(g.norm()) < 1e-13:
@@ -402,7 +396,127 @@ def solve_kgon(k: int, iterations: int = 200) -> KGon:
         p = p - t * step
         if float((t * step).norm()) < 1e-15:
             break
-    return KGon(k, float(p[0]), float(p[1]), float(f(p)))
+    return p
+
+
+@functools.cache
+def kgon_solutions(k: int) -> tuple[KGon, ...]:
+    """Every local minimum (l > 0) of h_k(l, b) for the regular k-gon (k ≥ 3), lowest h first (§6.4).
+
+    Each local minimum of h_k on a 81 × 121 grid over l ∈ [0.3, 3.5], b ∈ [−4, 0.5] seeds a damped Newton
+    refinement (exact autograd gradient and Hessian: h_k is piecewise polynomial, so it converges to machine
+    precision); refined points closer than 1e-6 merge. Some k have more than one solution. Cached per k.
+    """
+    if k < 3:
+        raise ValueError(f"a k-gon needs k >= 3, got {k}.")
+    ls = torch.linspace(0.3, 3.5, 81, dtype=torch.float64)
+    bs = torch.linspace(-4.0, 0.5, 121, dtype=torch.float64)
+    h = _kgon_h(k, torch.cartesian_prod(ls, bs)).reshape(len(ls), len(bs))
+    pad = torch.nn.functional.pad(h[None, None], (1, 1, 1, 1), value=float("inf"))[0, 0]
+    neigh = torch.stack([pad[1 + di : 1 + di + len(ls), 1 + dj : 1 + dj + len(bs)]
+                         for di in (-1, 0, 1) for dj in (-1, 0, 1) if di or dj])
+    seeds = torch.nonzero(h < neigh.min(0).values)  # strict grid minima (flat dead regions excluded)
+    f = functools.partial(_kgon_h, k)
+    found: list[Tensor] = []
+    for i, j in seeds.tolist():
+        p = _newton(f, torch.stack([ls[i], bs[j]]))
+        g = torch.autograd.functional.jacobian(f, p)
+        ev = torch.linalg.eigvalsh(torch.autograd.functional.hessian(f, p))
+        if float(g.norm()) < 1e-9 and float(ev.min()) > 1e-9 and float(p[0]) > 0.05:
+            if all(float((p - q).norm()) > 1e-6 for q in found):
+                found.append(p)
+    return tuple(sorted((KGon(k, float(q[0]), float(q[1]), float(f(q))) for q in found), key=lambda s: s.h))
+
+
+def solve_kgon(k: int) -> KGon:
+    """The lowest-loss solution of `kgon_solutions(k)`: the regular k-gon's optimal (l*, b*) and h_k (§6.4)."""
+    sols = kgon_solutions(k)
+    if not sols:
+        raise ValueError(f"no isolated critical point found for the {k}-gon.")
+    return sols[0]
+
+
+@dataclass(frozen=True)
+class CriticalPoint:
+    """One critical point of the one-hot population loss with c features in 2 dimensions (§6.4).
+
+    A regular k-gon (`solution` indexes `kgon_solutions(k)`) with `plus` of its c − k dead features at bias 1/(2c)
+    (variant "k+", Chen et al.'s k⁺; plus = 0 is variant "k"). `llc` is the learning coefficient of a minimally
+    singular local minimum, (3c − zero modes)/2 from the exact Hessian, when the zero modes are exactly the
+    expected flat directions (one rotation, three per dead feature with negative bias) and the point is away
+    from every ReLU kink; else None (saddle, kink or further degeneracy: unknown here).
+    """
+
+    k: int
+    c: int
+    plus: int
+    solution: int
+    length: float
+    bias: float
+    loss: float
+    llc: float | None
+    negative_modes: int
+    zero_modes: int
+
+    @property
+    def variant(self) -> str:
+        return "k" if self.plus == 0 else "k+"
+
+    @property
+    def label(self) -> str:
+        sol = f" (solution {self.solution + 1})" if self.solution else ""
+        return f"{self.k}{'⁺' * self.plus}-gon{sol}"
+
+    def weights(self) -> tuple[Float[Tensor, "1 2 c"], Float[Tensor, "1 c"]]:
+        """W [1, 2, c], b [1, c] of this point (dead negative-bias features at −1/(2c))."""
+        return kgon_weights(self.k, self.c, self.length, self.bias, self.plus, dead_bias=-1 / (2 * self.c))
+
+    def to_dict(self) -> dict[str, object]:
+        return {"k": self.k, "variant": self.variant, "plus": self.plus, "solution": self.solution,
+                "length": self.length, "bias": self.bias, "loss": self.loss, "llc": self.llc,
+                "negative_modes": self.negative_modes, "zero_modes": self.zero_modes}
+
+
+def _smooth(W: Tensor, b: Tensor, tol: float = 1e-9) -> bool:
+    # Away from every ReLU kink: no affine G_ji·t + b_j vanishes at t = 0 or t = 1, or is identically 0,
+    # unless it is a dead feature's row (W_j = 0, b_j < 0), which is strictly off.
+    G = W.T @ W
+    bj = b[:, None].expand_as(G)
+    live = (G.abs() > tol) | (bj.abs() > tol)
+    return bool(live.all() and ((bj.abs() > tol) & ((G + bj).abs() > tol)).all())
+
+
+def hessian_modes(W: Float[Tensor, "2 c"], b: Float[Tensor, " c"], rel_tol: float = 1e-7) -> tuple[int, int, Tensor]:
+    """(negative, zero, eigenvalues) of the exact one-hot loss Hessian in the 3c parameters (W, b)."""
+    c = W.shape[-1]
+
+    def f(theta: Tensor) -> Tensor:
+        return one_hot_loss(theta[: 2 * c].reshape(2, c), theta[2 * c :])
+
+    theta = torch.cat([W.reshape(-1), b]).double()
+    ev = torch.linalg.eigvalsh(torch.autograd.functional.hessian(f, theta, vectorize=True))
+    tol = rel_tol * float(ev.abs().max())
+    return int((ev < -tol).sum()), int((ev.abs() <= tol).sum()), ev
+
+
+def critical_points(c: int, k: int | None = None) -> list[CriticalPoint]:
+    """Every k-gon critical point the one-hot analysis tabulates for c features: 4 ≤ k ≤ c (or the given k),
+    each solution of `kgon_solutions(k)`, with 0 … c − k dead features at bias 1/(2c); by loss (§6.4)."""
+    if c < 4:
+        raise ValueError(f"c must be >= 4 (k-gons with 4 <= k <= c), got {c}.")
+    ks = range(4, c + 1) if k is None else [k]
+    if k is not None and not 4 <= k <= c:
+        raise ValueError(f"k must be in [4, c] = [4, {c}], got {k}.")
+    out = []
+    for kk in ks:
+        for s, sol in enumerate(kgon_solutions(kk)):
+            for plus in range(c - kk + 1):
+                W, b = kgon_weights(kk, c, sol.length, sol.bias, plus, dead_bias=-1 / (2 * c))
+                neg, zero, _ = hessian_modes(W[0], b[0])
+                expected = 1 + 3 * (c - kk - plus)
+                llc = (3 * c - zero) / 2 if neg == 0 and zero == expected and _smooth(W[0], b[0]) else None
+                out.append(CriticalPoint(kk, c, plus, s, sol.length, sol.bias, sol.loss(c, plus), llc, neg, zero))
+    return sorted(out, key=lambda p: p.loss)
 
 
 # ---- §2.13 nonlinear compression ----------------------------------------------------------------------
