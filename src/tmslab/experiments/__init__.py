@@ -14,6 +14,7 @@ EXPERIMENTS: dict[str, Experiment] = {}
 _MODULES = [
     "intro", "basic", "phase", "uniform", "perturb", "correlated",
     "dynamics", "adversarial", "privileged", "absval", "l1", "compression",
+    "sae",
 ]
 
 
