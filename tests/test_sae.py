@@ -160,3 +160,53 @@ def test_saelens_training_recovers_features_and_round_trips(tmp_path, arch):
         torch.testing.assert_close(direct.decode(direct.encode(x)), result.sae.decode(result.sae.encode(x)),
                                    atol=1e-5, rtol=1e-4)
     assert json.loads((tmp_path / "sae" / "cfg.json").read_text())["architecture"] == arch
+
+
+def test_cli_sae_trains_saves_and_refuses_bad_input(tms, tmp_path, make_config):
+    from tmslab.io import save_run
+    from tmslab.training import train
+
+    save_run(tmp_path / "run", train(make_config(n_features=6, n_hidden=3, density=[0.1], restarts=1, steps=300)))
+    out = tmp_path / "sae"
+    code, stdout, err = tms("sae", tmp_path / "run", "--out", out, "--arch", "topk", "--k", "1", "--ratio", "2",
+                            "--samples", "20k", "--batch-size", "256", "--quiet")
+    assert code == 0, err
+    assert sae_lens.SAE.load_from_disk(out).cfg.d_sae == round(2 * json.loads(
+        (out / "tmslab_sae.json").read_text())["metrics"]["n_true"])
+    for args, fragment in [(["--arch", "gated2"], "--arch"), (["--samples", "2q"], "--samples"),
+                           (["--instance", "3"], "--instance"), (["--ratio", "-1"], "--ratio")]:
+        bad = tmp_path / f"bad{fragment}"
+        code, stdout, err = tms("sae", tmp_path / "run", "--out", bad, "--quiet", *args)
+        lines = [line for line in err.strip().splitlines() if line]
+        assert code == 2 and len(lines) == 1 and fragment in lines[0] and "Traceback" not in err, err
+        assert not bad.exists()
+
+
+def test_cli_sae_without_the_extra_says_how_to_install(tms, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "sae_lens", None)  # import sae_lens now raises ImportError
+    code, _, err = tms("sae", tmp_path, "--out", tmp_path / "x")
+    assert code == 2 and err.strip() == "error: SAELens is not installed; pip install 'tmslab[sae]'"
+    assert not (tmp_path / "x").exists()
+
+
+def test_sweep_sae_section_one_row_per_sae_and_resumes(tmp_path):
+    from tmslab.sweep import load_spec, run_sweep
+
+    spec = {"base": {"features": 6, "hidden": 3, "steps": 200, "batch_size": 128, "eval_samples": 1024},
+            "grid": {"density": [0.3, 0.1]}, "restarts": 2,
+            "sae": {"arch": "topk", "k": 1, "ratio": [1, 2], "samples": 4096, "batch_size": 256,
+                    "eval_samples": 2048}}
+    df = run_sweep(spec, tmp_path / "sw", progress=False, workers=1)
+    # 2 grid points → 2 best runs, × 2 SAE ratios.
+    assert len(df) == 4 and sorted(df["sae_ratio"]) == [1, 1, 2, 2] and df["is_best"].all()
+    for _, row in df.iterrows():
+        assert row["n_latents"] == round(row["sae_ratio"] * row["n_true"]) and 0 < row["mmcs"] <= 1
+        assert sae_lens.SAE.load_from_disk(tmp_path / "sw" / row["sae_dir"]).cfg.d_sae == row["n_latents"]
+    again = run_sweep(spec, tmp_path / "sw", progress=False, workers=1)
+    assert again["sae_seconds"].tolist() == df["sae_seconds"].tolist()  # reused, not retrained
+    with pytest.raises(ConfigError, match="unknown sae key 'ration'"):
+        load_spec({**spec, "sae": {"ration": [1]}})
+    with pytest.raises(ConfigError, match="--arch"):
+        load_spec({**spec, "sae": {"arch": ["topk", "gated2"]}})

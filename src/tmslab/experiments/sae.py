@@ -33,6 +33,7 @@ def _fit(ctx: Context, name: str, source: Any, settings: Any) -> dict[str, Any]:
             return record
     except (OSError, ValueError, KeyError):
         pass
+    path.parent.mkdir(parents=True, exist_ok=True)
     return sae.train(source, settings, path, force=True).record
 
 
@@ -52,8 +53,8 @@ def _not_evaluated(names: list[str], reason: str, src: str) -> list[Check]:
 
 def _claim(check: Check, quick: bool) -> Check:
     """A claim measured at quick fidelity is shown but not counted (status not evaluated)."""
-    if quick:
-        check.status, check.reason = "not evaluated", NEEDS_FULL
+    if quick:  # never a pass nor a fail at quick fidelity
+        check.passed, check.status, check.reason = False, "not evaluated", NEEDS_FULL
     return check
 
 
@@ -62,7 +63,7 @@ def _claim(check: Check, quick: bool) -> Check:
 F3 = "§6.2, F3-SAE"
 RATIOS = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0]
 L1S = [0.003, 0.01, 0.03, 0.1]
-QUICK_RATIOS = [0.25, 1.0, 4.0]
+QUICK_RATIOS = [0.25, 1.0, 2.0]
 QUICK_L1S = [0.03]
 F3_CLAIMS = ["some cell with ratio ≥ 1 reaches MMCS ≥ 0.95", "dead latents rise past ratio 1 (best L1)",
              "no ratio-0.25 cell reaches MMCS 0.95"]
@@ -82,9 +83,10 @@ class SAESynthetic(Experiment):
         "CPU size (ours): G = 128 ground-truth features in h = 64 dimensions (the post's G = 512, h = 256 is "
         "SharkeySource(512, 256)), 5 active on average, probabilities decayed by 0.99^i (Cunningham's "
         "multiplicative form; the post's exact form is unverified), correlated through a random covariance. SAE: "
-        "SAELens's standard architecture (ReLU encoder, L1 penalty weighted by decoder norms, b_dec, Adam lr 3e-4) "
+        "SAELens's standard architecture (ReLU encoder, L1 penalty weighted by decoder norms, b_dec) with the post's "
+        "Adam lr 1e-3 and batch 256 "
         "— SAELens's recipe rather than the post's unit-norm decoder without bias. Grid: L1 ∈ {0.003, 0.01, 0.03, "
-        "0.1} × ratio ∈ {0.25, 0.5, 1, 2, 4, 8} (the spec's 0.25–32 cut at 8 for CPU), 1M activations each. The "
+        "0.1} × ratio ∈ {0.25, 0.5, 1, 2, 4, 8} (the spec's 0.25–32 cut at 8 for CPU), 500k activations each. The "
         "0.95 threshold is the spec's (unverified; the post reports near 1). 'Dead latents rise past ratio 1': at "
         "the L1 with the best MMCS, the dead count at ratio 8 exceeds the largest dead count at ratio ≤ 1. Dead = "
         "never active on 65,536 fresh samples. Cross-size MMCS: MMCS of ratio r's atoms against ratio 2r's."
@@ -95,7 +97,7 @@ class SAESynthetic(Experiment):
 
     def fidelity(self, quick: bool) -> str:
         l1s, ratios = self._grid(quick)
-        size = "G = 16 in h = 8, 20k activations" if quick else "G = 128 in h = 64, 1M activations"
+        size = "G = 16 in h = 8, 10k activations" if quick else "G = 128 in h = 64, 500k activations"
         return f"{size} per SAE; L1 {l1s} × ratio {ratios}; standard SAEs through SAELens"
 
     def analyze(self, ctx: Context) -> Analysis:
@@ -108,11 +110,11 @@ class SAESynthetic(Experiment):
 
         l1s, ratios = self._grid(ctx.quick)
         source = SharkeySource(16, 8, 2.0, seed=0) if ctx.quick else SharkeySource(128, 64, 5.0, seed=0)
-        samples = 20_000 if ctx.quick else 1_000_000
+        samples = 10_000 if ctx.quick else 500_000
         rows = []
         for l1 in l1s:
             for ratio in ratios:
-                s = SAESettings(arch="standard", ratio=ratio, l1=l1, samples=samples,
+                s = SAESettings(arch="standard", ratio=ratio, l1=l1, samples=samples, batch_size=256, lr=1e-3,
                                 eval_samples=8192 if ctx.quick else 65_536)
                 name = f"l1-{l1:g}-ratio-{ratio:g}"
                 m = _fit(ctx, name, source, s)["metrics"]
@@ -160,7 +162,7 @@ class SAESynthetic(Experiment):
 
 TMS = "§6.6, sae-tms (issue 16)"
 ARCHS = ["topk", "batchtopk", "matryoshka", "standard", "jumprelu"]
-TMS_L1S = [0.01, 0.03, 0.1, 0.3]
+TMS_L1S = [0.003, 0.03, 0.3]
 TMS_CLAIM = "TopK at the true L0 reaches MMCS ≥ 0.9 on the 40-10 model"
 
 
@@ -182,14 +184,14 @@ class SAETms(Experiment):
         "Targets (§6.6): n = 40, m = 10, density 0.05, I = 1 (the parameter-decomposition papers' '40-10'; trained "
         "here with AdamW lr 5e-3, 10k steps × batch 1024 instead of their batch 8192, to fit a CPU), and n = 400, "
         "m = 30 at density 0.01 (E4's model, sparse end). Ground truth = learned features (‖W_i‖ > 0.5); true L0 = "
-        "Σ density over them; k = max(1, round(true L0)). Every SAE: dictionary ratio 4, 2M activations sampled "
+        "Σ density over them; k = max(1, round(true L0)). Every SAE: dictionary ratio 4, 1M activations sampled "
         "from the run's own distribution, SAELens defaults otherwise. Architectures: topk, batchtopk, matryoshka "
-        "(k = true L0), standard and jumprelu over the sparsity grid {0.01, 0.03, 0.1, 0.3}. The 0.9 threshold is "
+        "(k = true L0), standard and jumprelu over the sparsity grid {0.003, 0.03, 0.3}. The 0.9 threshold is "
         "the issue's."
     )
 
     def runs(self, quick: bool) -> dict[str, TrainConfig]:
-        steps = 1_500 if quick else 10_000
+        steps = 1_000 if quick else 10_000
         ev = 10_000 if quick else 100_000
         out = {"tms-40-10": TrainConfig(n_features=40, n_hidden=10, density=[0.05], lr=5e-3, steps=steps,
                                         eval_samples=ev, seed=1)}
@@ -204,7 +206,7 @@ class SAETms(Experiment):
             return Analysis(_not_evaluated([TMS_CLAIM], missing, TMS))
         from tmslab.sae import RunSource, SAESettings
 
-        samples = 50_000 if ctx.quick else 2_000_000
+        samples = 20_000 if ctx.quick else 1_000_000
         archs = ["topk", "standard"] if ctx.quick else ARCHS
         l1s = [0.1] if ctx.quick else TMS_L1S
         rows = []
