@@ -121,6 +121,12 @@ def test_run_source_streams_the_models_hidden_activations(tmp_path, make_config)
         torch.testing.assert_close(h, run.model.hidden(x.expand(2, -1, -1))[1])
     with pytest.raises(ConfigError, match="instance"):
         RunSource(run, 7)
+    # A hierarchy over two learned features: the child never fires without its parent.
+    a, b = (int(i) for i in torch.nonzero(learned).flatten()[:2])
+    hier = RunSource(run, 1, parents={b: a})
+    assert hier.parents == {1: 0}
+    _, coef = hier.sample(4096, torch.Generator().manual_seed(0))
+    assert not ((coef[:, 1] > 0) & (coef[:, 0] == 0)).any()
 
 
 @pytest.mark.parametrize(

@@ -63,7 +63,7 @@ class Source:
 
     features: Float[Tensor, "gt d_in"]
     """Ground-truth directions, unit norm, one row per true feature."""
-    parents: dict[int, int]
+    parents: dict[int, int] = {}
     """Hierarchy: child index → parent index (indices into the rows of `features`); the child is
     active only when its parent is (the setting of feature-absorption studies)."""
 
@@ -150,7 +150,14 @@ class RunSource(Source):
         c = run.config
         density = torch.tensor(c.config_density(instance // c.restarts), dtype=torch.float32)[None]
         self.distribution = make_distribution(c.distribution, density, signed=c.model == "abs", set_size=c.set_size)
-        self.parents = check_parents(parents or {}, c.n_features)
+        # Hierarchy over input features (applied when sampling x); both ends must be learned features, and
+        # `parents` (what absorption reads) is the same map in ground-truth row indices.
+        self.input_parents = check_parents(parents or {}, c.n_features)
+        row = {int(f): r for r, f in enumerate(self.learned)}
+        for f in (f for pair in self.input_parents.items() for f in pair):
+            if f not in row:
+                raise ConfigError(f"hierarchy feature {f} is not a learned feature of instance {instance}.")
+        self.parents = {row[ch]: row[pa] for ch, pa in self.input_parents.items()}
 
     @classmethod
     def from_dir(cls, path: str | Path, instance: int = 0, parents: dict[int, int] | None = None) -> RunSource:
@@ -160,7 +167,7 @@ class RunSource(Source):
 
     def sample(self, batch: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         x = self.distribution.sample(batch, generator)[0]
-        x = _apply_hierarchy(x, self.parents)
+        x = _apply_hierarchy(x, self.input_parents)
         h = x @ self.W.T
         h = torch.relu(h) if self.relu else h
         # Coefficient of true feature i along its unit direction: x_i ‖W_i‖.
@@ -171,7 +178,7 @@ class RunSource(Source):
         return {"kind": "run", "run": str(self.run.path), "instance": self.instance, "model": c.model,
                 "n_features": c.n_features, "n_hidden": c.n_hidden, "distribution": c.distribution,
                 "density": c.config_density(self.instance // c.restarts)[:1], "n_true": self.n_true,
-                "learned": self.learned.tolist(), "parents": {str(k): v for k, v in self.parents.items()}}
+                "learned": self.learned.tolist(), "parents": {str(k): v for k, v in self.input_parents.items()}}
 
 
 class SharkeySource(Source):
