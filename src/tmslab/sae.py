@@ -391,7 +391,7 @@ def training_sae(settings: SAESettings, d_in: int, n_true: int) -> Any:
 
 def train_saelens(source: Source, settings: SAESettings, progress: bool = False) -> Any:
     """Train one SAE with SAELens's SAETrainer on activations streamed from `source`; returns the TrainingSAE."""
-    sl = require_saelens()
+    require_saelens()
     from sae_lens.config import LoggingConfig, SAETrainerConfig
     from sae_lens.training.sae_trainer import SAETrainer
 
@@ -415,7 +415,6 @@ def train_saelens(source: Source, settings: SAESettings, progress: bool = False)
         trainer.fit()
     finally:
         module.tqdm = bar
-    del sl
     return sae
 
 
@@ -476,7 +475,7 @@ def save(result: SAEResult, out: Path, force: bool = False) -> Path:
     import shutil
     import tempfile
 
-    from tmslab.io import atomic_write_json, check_out_dir
+    from tmslab.io import atomic_write_json, check_out_dir, replace_dir
 
     out = Path(out)
     check_out_dir(out, force=force)
@@ -491,14 +490,7 @@ def save(result: SAEResult, out: Path, force: bool = False) -> Path:
                   "metrics": result.metrics, "train_seconds": result.train_seconds,
                   "versions": {**versions(), "sae_lens": require_saelens().__version__}}
         atomic_write_json(tmp / METRICS_FILE, _finite_json(record))
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.replace(old)
-            tmp.replace(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.replace(out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
