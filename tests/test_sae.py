@@ -56,7 +56,8 @@ def test_degraded_dictionaries_score_what_they_are():
     half = torch.cat([F[:3], torch.zeros(1, F.shape[1])])
     m = ground_truth_metrics(src, half, lambda x: torch.relu(x @ half.T - 1e-6), lambda a: a @ half, n_samples=4096)
     assert m["mmcs"] == pytest.approx(0.5, abs=1e-6) and m["recovered"] == 0.5 and m["dead"] == 1
-    assert m["mcc"] == pytest.approx(0.5, abs=1e-6)
+    # SAELens's MCC averages over the min(6, 4) matched pairs: three exact matches and the zero atom.
+    assert m["mcc"] == pytest.approx(0.75, abs=1e-6)
     # Atoms rotated 45° within feature pairs: every cosine is 1/√2 < 0.9, so nothing counts as recovered.
     rot = torch.stack([(F[0] + F[1]), (F[0] - F[1]), (F[2] + F[3]), (F[2] - F[3]), (F[4] + F[5]), (F[4] - F[5])])
     rot = rot / 2**0.5

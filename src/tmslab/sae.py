@@ -232,14 +232,14 @@ def cosines(features: Float[Tensor, "gt d_in"], W_dec: Float[Tensor, "latents d_
     return f @ d.T
 
 
-def mean_correlation(cos: Float[Tensor, "gt latents"]) -> float:
-    """Mean |cosine| over the best one-to-one matching of true features to latents (Hungarian), as
-    SAELens's synthetic evals define the mean correlation coefficient."""
-    from scipy.optimize import linear_sum_assignment
+def mean_correlation(features: Float[Tensor, "gt d_in"], W_dec: Float[Tensor, "latents d_in"]) -> float:
+    """Mean correlation coefficient: mean |cosine| over the best one-to-one (Hungarian) matching of true
+    features to atoms, averaged over the min(G, latents) matched pairs — SAELens's own
+    `sae_lens.synthetic.evals.mean_correlation_coefficient`."""
+    require_saelens()
+    from sae_lens.synthetic.evals import mean_correlation_coefficient
 
-    c = cos.abs().double().numpy()
-    rows, cols = linear_sum_assignment(c, maximize=True)
-    return float(c[rows, cols].sum() / c.shape[0])
+    return float(mean_correlation_coefficient(features.float(), W_dec.float()))
 
 
 Encode = Callable[[Tensor], Tensor]
@@ -270,7 +270,7 @@ def ground_truth_metrics(
     nz = norm > 1e-8
     return {
         "mmcs": float(best.mean()),
-        "mcc": mean_correlation(cos),
+        "mcc": mean_correlation(source.features, W_dec.float()),
         "recovered": float((best >= RECOVERED_COS).float().mean()),
         "dead": int((~on.any(dim=0)).sum()),
         "dead_fraction": float((~on.any(dim=0)).float().mean()),
