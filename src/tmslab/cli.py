@@ -627,6 +627,62 @@ def theory_kgon(
                    f"({p.negative_modes}, {p.zero_modes})")
 
 
+# ---- tms sae ---------------------------------------------------------------------------------------
+
+
+@app.command()
+def sae(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `tms train` or an experiment.")],
+    out: Annotated[Path, typer.Option(help="Directory for the SAE (SAELens format + tmslab_sae.json).")],
+    instance: Annotated[int, typer.Option(help="Which instance of the run (see `tms inspect --all`).")] = 0,
+    arch: Annotated[str, typer.Option(help="standard | topk | batchtopk | jumprelu | matryoshka.")] = "topk",
+    k: Annotated[float, typer.Option(help="Active latents per sample (topk, batchtopk, matryoshka).")] = 3.0,
+    l1: Annotated[float, typer.Option(help="Sparsity coefficient (standard: L1; jumprelu: L0).")] = 1.0,
+    ratio: Annotated[float, typer.Option(help="Dictionary size / number of learned features.")] = 4.0,
+    samples: Annotated[str, typer.Option(help="Training activations, e.g. 2M, 500k, 10000000.")] = "2M",
+    batch_size: Annotated[int, typer.Option(help="Activations per step.")] = 1024,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 3e-4,
+    seed: Annotated[int, typer.Option(help="Seed of the SAE and its activation stream.")] = 0,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing non-empty --out.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bar or summary.")] = False,
+) -> None:
+    """Train a sparse autoencoder (SAELens) on a run's hidden activations and score it against the true features.
+
+    Example: tms sae runs/tms --out saes/topk --arch topk --k 3 --ratio 4 --samples 2M
+    """
+    from tmslab.io import check_out_dir, load_run
+    from tmslab.sae import RunSource, SAESettings, require_saelens
+    from tmslab.sae import train as train_sae
+
+    require_saelens()
+    settings = SAESettings(arch=arch, ratio=ratio, k=k, l1=l1, samples=_count("--samples", samples),
+                           batch_size=batch_size, lr=lr, seed=seed)  # fmt: skip
+    check_out_dir(out, force=force)
+    source = RunSource(load_run(run_dir), instance)
+    result = train_sae(source, settings, out, progress=not quiet, force=force)
+    if not quiet:
+        m = result.metrics
+        typer.echo(f"{arch} SAE, {m['n_latents']} latents on {m['n_true']} learned features, "
+                   f"{result.train_seconds:.1f} s: MMCS {m['mmcs']:.3f}, MCC {m['mcc']:.3f}, recovered "
+                   f"{m['recovered']:.2f}, L0 {m['l0']:.2f}, dead {m['dead']}, nMSE {m['nmse']:.4f}, "
+                   f"shrinkage {m['shrinkage']:.3f}")
+        typer.echo(f"wrote {out} (load with sae_lens.SAE.load_from_disk)")
+
+
+def _count(flag: str, text: str) -> int:
+    """'2M' → 2_000_000, '500k' → 500_000, '10000' → 10_000."""
+    units = {"k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
+    t = text.strip().lower().replace("_", "")
+    scale = units.get(t[-1:], 1)
+    try:
+        value = float(t[:-1] if scale != 1 else t) * scale
+    except ValueError:
+        raise UsageError(f"{flag} must be a count like 2M, 500k or 100000; got {text!r}.") from None
+    if not math.isfinite(value) or value < 1 or value != int(value):
+        raise UsageError(f"{flag} must be a whole count >= 1, got {text!r}.")
+    return int(value)
+
+
 # ---- entry point -----------------------------------------------------------------------------------
 
 

@@ -19,6 +19,11 @@ from tmslab.sweep.store import load_stored_spec
 #: Columns of results.parquet plotted by default, with their axis titles.
 METRICS = {
     "eval_loss": "eval loss L (best restart)",
+    "mmcs": "SAE: MMCS against the learned features",
+    "recovered": "SAE: fraction of learned features recovered (cos ≥ 0.9)",
+    "dead": "SAE: dead latents",
+    "l0": "SAE: L0",
+    "nmse": "SAE: normalised MSE",
     "learned": "learned features (‖W_i‖ > 0.5)",
     "D_star": "D* = m / ‖W‖²_F",
     "sum_D": "Σ_i D_i",
@@ -63,7 +68,8 @@ def sweep_figures(df: pd.DataFrame, axes: list[str], metric: str) -> list[tuple[
     return out
 
 
-def sweep_report(out: str | os.PathLike[str], metrics: tuple[str, ...] = tuple(METRICS)) -> Path:
+def sweep_report(out: str | os.PathLike[str], metrics: tuple[str, ...] = ("eval_loss", "learned", "D_star", "sum_D")
+                 ) -> Path:
     """Write DIR/figures/* and DIR/index.html for a sweep directory; returns the page's path."""
     from tmslab.config import versions
     from tmslab.plots import save_figure
@@ -73,6 +79,9 @@ def sweep_report(out: str | os.PathLike[str], metrics: tuple[str, ...] = tuple(M
     spec = load_stored_spec(out)
     df = load_results(out)
     axes = [a for a, v in spec.grid.items() if len(v) > 1 and a in df.columns]
+    if spec.sae is not None:  # one row per SAE: its axes join the grid's, its ground-truth metrics are plotted
+        axes += [f"sae_{a}" for a, v in spec.sae["axes"].items() if len(v) > 1]
+        metrics = ("mmcs", "recovered", "dead", "l0", "nmse")
     if not axes:
         raise ConfigError(f"{out}: the sweep has no axis with more than one value to plot.")
     figures = []

@@ -163,7 +163,15 @@ def run_sweep(
             bar.close()
     if shard is not None:
         return store.read_rows(out, mine)
-    df = store.read_rows(out, jobs)
+    return _finish(out, spec, store.read_rows(out, jobs), progress)
+
+
+def _finish(out: Path, spec: SweepSpec, df: pd.DataFrame, progress: bool) -> pd.DataFrame:
+    """results.parquet: one row per run, or, with an `sae:` section, one row per SAE trained on the runs."""
+    if spec.sae is not None:
+        from tmslab.sweep.saes import train_saes
+
+        df = train_saes(out, spec.sae, df, progress)
     store.write_results(out, df)
     return df
 
@@ -183,9 +191,7 @@ def merge(out: str | os.PathLike[str]) -> pd.DataFrame:
         raise ConfigError(
             f"{out}: {len(missing)} of {len(jobs)} jobs are not done ({shown}); run the missing shards first."
         )
-    df = store.read_rows(out, jobs)
-    store.write_results(out, df)
-    return df
+    return _finish(out, spec, store.read_rows(out, jobs), progress=False)
 
 
 def load_results(out: str | os.PathLike[str]) -> pd.DataFrame:

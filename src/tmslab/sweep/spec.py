@@ -33,7 +33,7 @@ from tmslab.naming import ALIASES, canonical  # features / hidden, accepted in b
 CONFIG_AXES = ("density", "density_of", "importance_ratio", "importance_decay")
 #: TrainConfig fields that are never axes: restarts is its own key, the rest are per-run lists.
 NOT_AXES = ("restarts", "seed", "importance", "record_every")
-TOP_KEYS = ("base", "grid", "restarts", "seed", "max_instances")
+TOP_KEYS = ("base", "grid", "restarts", "seed", "max_instances", "sae")
 RANGE_KEYS = ("log_range", "linear_range", "points")
 #: Refuse grids whose job list alone would be unreasonably large to enumerate.
 MAX_RUNS = 2_000_000
@@ -79,6 +79,9 @@ class SweepSpec:
     max_instances: int | str = "auto"
     """Most instances (grid points × restarts) per packed job, or 'auto' (≈ 20 s of work per job)."""
 
+    sae: dict[str, Any] | None = None
+    """Optional SAE stage (tmslab.sweep.saes): {'axes': SAE setting → values, 'runs': 'best' | 'all'}."""
+
     @property
     def n_points(self) -> int:
         return math.prod(len(v) for v in self.grid.values())
@@ -95,6 +98,8 @@ class SweepSpec:
             "restarts": self.restarts,
             "seed": self.seed,
             "max_instances": self.max_instances,
+            # Only when present, so that the digests of sweeps without SAEs are unchanged.
+            **({"sae": self.sae} if self.sae is not None else {}),
         }
 
     def digest(self) -> str:
@@ -179,7 +184,12 @@ def load_spec(spec: Mapping[str, Any] | str | os.PathLike[str] | SweepSpec) -> S
         grid[canon] = values
     if "importance_ratio" in grid and "importance_decay" in grid:
         raise ConfigError("grid axes importance_ratio and importance_decay both set the importance; keep one.")
-    spec = SweepSpec(base, grid, feature, restarts, seed, max_instances)
+    sae = None
+    if raw.get("sae") is not None:
+        from tmslab.sweep.saes import normalise
+
+        sae = normalise(raw["sae"])
+    spec = SweepSpec(base, grid, feature, restarts, seed, max_instances, sae)
     if spec.n_runs > MAX_RUNS:
         raise ConfigError(f"the grid has {spec.n_runs:,} runs, more than the {MAX_RUNS:,} a sweep accepts; split it.")
     # Validate the base on its own so that its errors do not read as a grid point's.

@@ -1,0 +1,102 @@
+"""The optional `sae:` section of a sweep: SAE hyperparameters as axes, one SAE per (run, SAE point).
+
+    sae:
+      arch: [topk, standard]        # any tmslab.sae.SAESettings field: a value, a list or a range
+      ratio: {log_range: [0.25, 8], points: 6}
+      samples: 1000000
+      runs: best                    # best (default: the best restart of each grid point) | all
+
+After the toy models are trained, every selected run gets one SAE per point of the SAE grid (trained
+through SAELens on its instance's hidden activations, saved under DIR/saes/<job>-i<instance>-s<point>/,
+reused on resume when its settings match), and results.parquet has one row per SAE: the run's columns,
+`sae_<axis>` columns and the ground-truth metrics of tmslab.sae.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tmslab.config import ConfigError
+
+SAES = "saes"
+METRICS = ("mmcs", "mcc", "recovered", "dead", "l0", "nmse", "shrinkage", "n_true", "n_latents")
+
+
+def normalise(raw: Any) -> dict[str, Any]:
+    """The `sae:` section with every axis resolved to its list of values; validated (one-line errors)."""
+    from tmslab.sae import SAESettings, require_saelens
+    from tmslab.sweep.spec import _resolve_values, _suggest
+
+    require_saelens()  # refuse before any training without the extra
+
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"sae must be a mapping of SAE settings → values, got {raw!r}.")
+    names = [f.name for f in fields(SAESettings)]
+    runs = raw.get("runs", "best")
+    if runs not in ("best", "all"):
+        raise ConfigError(f"sae.runs must be best or all, got {runs!r}.")
+    axes: dict[str, list[Any]] = {}
+    for key, value in raw.items():
+        if key == "runs":
+            continue
+        if key not in names:
+            raise ConfigError(f"unknown sae key {key!r}{_suggest(str(key), [*names, 'runs'])}.")
+        axes[key] = _resolve_values(f"sae.{key}", value)
+    out = {"axes": axes, "runs": runs}
+    for point in points(out):
+        try:
+            SAESettings(**point)
+        except TypeError as e:
+            raise ConfigError(f"sae: {e}.") from None
+    return out
+
+
+def points(sae: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every combination of the SAE axes, first axis outermost."""
+    axes = sae["axes"]
+    return [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
+
+
+def train_saes(out: Path, sae: dict[str, Any], runs: pd.DataFrame, progress: bool = True) -> pd.DataFrame:
+    """Train (or reuse) the SAEs of a finished sweep; one row per SAE."""
+    from tqdm.auto import tqdm
+
+    from tmslab import sae as tsae
+    from tmslab.io import load_run, make_dir
+
+    chosen = runs[runs["is_best"]] if sae["runs"] == "best" else runs
+    grid = points(sae)
+    rows = []
+    bar = tqdm(total=len(chosen) * len(grid), desc="saes", unit="sae", disable=not progress)
+    make_dir(out / SAES)
+    for _, row in chosen.iterrows():
+        source = tsae.RunSource(load_run(out / row["job_dir"]), int(row["instance"]))
+        for s, point in enumerate(grid):
+            settings = tsae.SAESettings(**point)
+            path = out / SAES / f"{row['job']}-i{int(row['instance'])}-s{s}"
+            record = _saved(path, settings)
+            if record is None:
+                record = tsae.train(source, settings, path, force=True).record
+            rows.append({**row.to_dict(), **{f"sae_{k}": v for k, v in point.items()},
+                         **{k: record["metrics"][k] for k in METRICS}, "sae_dir": f"{SAES}/{path.name}",
+                         "sae_seconds": record["train_seconds"]})
+            bar.update(1)
+    bar.close()
+    return pd.DataFrame(rows)
+
+
+def _saved(path: Path, settings: Any) -> dict[str, Any] | None:
+    from tmslab.sae import METRICS_FILE
+
+    try:
+        record = json.loads((path / METRICS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if record.get("settings") == asdict(settings) else None
