@@ -3,7 +3,6 @@ line and the report, and an output folder that never mixes quick and full fideli
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
@@ -104,10 +103,14 @@ def test_tally_and_counts_line():
 
 
 def _fake_results(out, name: str, quick: bool) -> None:
-    (out / name).mkdir(parents=True)
+    """An experiment's results.json inside a reproduce folder, written with tmslab's own markers."""
+    from tmslab.io import atomic_write_json, make_dir
+
+    make_dir(out, "reproduce")
+    make_dir(out / name)
     res = {"name": name, "title": name, "claim": "", "spec_ref": "§0", "notes": "", "fidelity": "", "quick": quick,
            "configs": {}, "sweeps": {}, "checks": _rows(), "figures": [], "tables": {}}
-    (out / name / "results.json").write_text(json.dumps(res))
+    atomic_write_json(out / name / "results.json", res)
 
 
 def test_summary_counts_claims_and_sanity_separately(tmp_path):

@@ -316,9 +316,11 @@ def test_cli_trains_scaling_options(tms, tmp_path):
     assert code == 0 and "power:0.5" in stdout
 
 
-@pytest.mark.parametrize("args,fragment", [(["--density-law", "power:-1"], "density law"),
-                                           (["--value-max", "0"], "value_max"),
-                                           (["--density-law", "power:1", "--expected-active", "5"], "expected_active")])
+@pytest.mark.parametrize("args,fragment", [
+    (["--density-law", "power:-1"], "density law"),
+    (["--value-max", "0"], "--value-max"),
+    (["--density-law", "power:1", "--expected-active", "5"], "--expected-active"),
+])
 def test_cli_bad_scaling_options(tms, tmp_path, args, fragment):
     out = tmp_path / "run"
     code, stdout, err = tms("train", "--out", out, "--features", "10", "--steps", "5", "--quiet", *args)

@@ -99,7 +99,7 @@ def density_law(text: str, n_features: int, expected_active: float = 1.0) -> lis
     p = [expected_active * r / total for r in raw]
     if p[0] > 1.0:
         raise ConfigError(
-            f"density law {text!r} with expected_active {expected_active:g} gives feature 0 probability "
+            f"density law {text!r} with {spelled('expected_active')} {expected_active:g} gives feature 0 probability "
             f"{p[0]:.3g} > 1; lower expected_active."
         )
     return p

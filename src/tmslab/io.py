@@ -438,6 +438,9 @@ class Run:
 
     def dataset(self) -> dict[str, Tensor]:
         """The sparse training sets of a finite-dataset run (training.finite.SparseDataset.from_tensors)."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
         try:
             return load_file(self.path / DATASET)
         except FileNotFoundError:
