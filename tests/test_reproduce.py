@@ -49,8 +49,11 @@ def test_every_experiment_writes_checks_figures_and_runs(quick_dir):
     markup = re.sub(r"<script[^>]*>.*?</script>", "", html, flags=re.S)  # plotly.js itself mentions URLs
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", markup), "the report must load nothing remote"
     assert "<script src" not in html
+    from html import unescape
+
+    text = unescape(markup)  # titles are HTML-escaped in the page (&amp;, &#39;)
     for name in EXPERIMENTS:
-        assert EXPERIMENTS[name].title in html
+        assert EXPERIMENTS[name].title in text
 
 
 @pytest.mark.slow
@@ -62,13 +65,19 @@ def test_quick_mode_evaluates_the_pinned_claims_and_they_pass(quick_dir):
     failed = [f"{r['experiment']}: {r['name']} = {r['measured']} (expected {r['expected']})" for r in rows
               if r["status"] == "fail"]
     assert failed == []
-    claims = [r for r in rows if r["kind"] == "claim" and r["status"] != "superseded"]
-    skipped = [r for r in rows if r["status"] == "not evaluated"]
-    for r in skipped:
-        assert r["reason"] == "needs full fidelity"
-        assert any(k in r["name"] for k in EXPERIMENTS[r["experiment"]].quick_not_evaluated), r["name"]
-    evaluated = {name: sum(r["status"] == "pass" for r in claims if r["experiment"] == name) for name in EXPERIMENTS}
-    assert {k: v for k, v in evaluated.items() if k in QUICK_EVALUATED} == QUICK_EVALUATED
+    # The 75% goal is the paper's 18 experiments'; the follow-ups (scaling laws, double descent, SLT, SAEs) keep
+    # quick mode to a smoke run and say why each claim waits for full fidelity.
+    claims = [r for r in rows if r["kind"] == "claim" and r["status"] != "superseded"
+              and r["experiment"] in QUICK_EVALUATED]  # fmt: skip
+    for r in (r for r in rows if r["status"] == "not evaluated"):
+        if r["experiment"] in QUICK_EVALUATED:
+            assert r["reason"] == "needs full fidelity"
+            assert any(k in r["name"] for k in EXPERIMENTS[r["experiment"]].quick_not_evaluated), r["name"]
+        else:
+            assert r["reason"], r["name"]
+    evaluated = {name: sum(r["status"] == "pass" for r in claims if r["experiment"] == name)
+                 for name in QUICK_EVALUATED}  # fmt: skip
+    assert evaluated == QUICK_EVALUATED
     assert sum(evaluated.values()) >= 0.75 * len(claims)
 
 
