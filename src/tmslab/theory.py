@@ -64,7 +64,7 @@ def _ignored_loss(s: Tensor) -> Tensor:
     return s / 3 - s**2 / 4
 
 
-def losses_2x1(r: ArrayLike, s: ArrayLike) -> Float[Tensor, "phases *grid"]:
+def losses_2x1(r: ArrayLike, s: ArrayLike) -> Float[Tensor, "phases ..."]:
     """Expected loss per sample of each candidate, stacked in PHASES_2X1 order (§2.5 [W]).
 
     s = density 1 − S of both features, r = importance of the extra feature (feature 1 has importance 1).
@@ -116,7 +116,7 @@ IGNORED_DIRECTION_3X2: dict[Phase3x2, tuple[float, ...]] = {
 }
 
 
-def losses_3x2(r: ArrayLike, s: ArrayLike) -> Float[Tensor, "phases *grid"]:
+def losses_3x2(r: ArrayLike, s: ArrayLike) -> Float[Tensor, "phases ..."]:
     """Expected loss of each candidate, stacked in PHASES_3X2 order (§2.5 [W])."""
     r, s = torch.broadcast_tensors(_t(r), _t(s))
     return torch.stack([r * _ignored_loss(s), _ignored_loss(s), (1 + r) * s**2 / 6, s**2 / 3])

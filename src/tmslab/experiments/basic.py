@@ -24,6 +24,7 @@ from tmslab.experiments.base import (
     at_most,
     figure,
     notebook_densities,
+    superseded,
 )
 
 #: The spec's proposal for the panels of the main figure (paper-spec §2.3: the values are unverified).

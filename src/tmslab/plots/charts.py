@@ -54,7 +54,7 @@ class Lines:
 
 
 def _lines(
-    x: Float[Any, "points"] | None,
+    x: Float[Any, " points"] | None,
     series: Series,
     *,
     xlabel: str = "",
@@ -167,8 +167,8 @@ class Heatmap:
 
 
 def _heatmap2d(
-    x: Float[Any, "x"],
-    y: Float[Any, "y"],
+    x: Float[Any, " x"],
+    y: Float[Any, " y"],
     Z: Float[Any, "y x"],
     *,
     xlabel: str = "",

@@ -141,9 +141,9 @@ class Traces:
 
 
 def _traces(
-    steps: Float[Any, "steps"],
+    steps: Float[Any, " steps"],
     d_i: Float[Any, "steps features"],
-    loss: Float[Any, "steps"],
+    loss: Float[Any, " steps"],
     *,
     log_loss: bool = True,
     log_steps: bool = False,

@@ -78,7 +78,7 @@ class Arrows:
 
 def _arrows_2d(
     W: Float[Any, "instances 2 features"],
-    importance: Float[Any, "features"] | Float[Any, "instances features"] | None = None,
+    importance: Float[Any, " features"] | Float[Any, "instances features"] | None = None,
     titles: Sequence[str] | None = None,
     *,
     lim: float = 1.5,
@@ -372,8 +372,8 @@ def _jittered(x: np.ndarray, d_i: np.ndarray, jitter: float, seed: int) -> tuple
 
 
 def _dimensions_per_feature(
-    density: Float[Any, "points"],
-    dstar: Float[Any, "points"],
+    density: Float[Any, " points"],
+    dstar: Float[Any, " points"],
     d_i: Float[Any, "points features"] | None = None,
     *,
     fractions: Mapping[float, str] | None = None,

@@ -57,8 +57,8 @@ def _boundaries(boundary: Boundary | Sequence[Boundary] | None, r: np.ndarray) -
 
 
 def _phase_diagram(
-    r: Float[Any, "r"],
-    density: Float[Any, "s"],
+    r: Float[Any, " r"],
+    density: Float[Any, " s"],
     empirical: Int[Any, "s r"],
     theoretical: Int[Any, "s r"] | None,
     labels: Sequence[str],
