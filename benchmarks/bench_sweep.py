@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 
 from tmslab.config import TrainConfig
+from tmslab.pool import cpu_count
 from tmslab.sweep import load_spec, plan_jobs, run_sweep
-from tmslab.sweep.backends import cpu_count
 from tmslab.training import _engine, train
 
 

@@ -166,3 +166,22 @@ def test_reproduce_report_renders_in_a_real_browser(quick_dir, tmp_path):
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     if os.environ.get("TMSLAB_UPDATE_SCREENSHOT") == "1":
         shutil.copyfile(shot, Path(__file__).resolve().parents[1] / "docs" / "report-screenshot.png")
+
+
+@pytest.mark.slow
+def test_parallel_experiments_match_the_sequential_run(tmp_path):
+    """`--jobs 2` (one process per experiment, one thread each) gives the checks of the in-process run."""
+    from tmslab.experiments.runner import reproduce
+
+    only = "abs-small,l1"
+    seq = reproduce(tmp_path / "seq", only=only, quick=True, progress=False, log=lambda line: None, jobs=1,
+                    threads=1)
+    par = reproduce(tmp_path / "par", only=only, quick=True, progress=False, log=lambda line: None, jobs=2)
+    assert par["experiments"] == seq["experiments"] == ["abs-small", "l1"]
+    assert par["line"] == seq["line"]
+    for a, b in zip(seq["checks"], par["checks"], strict=True):
+        assert (a["name"], a["status"], a["kind"]) == (b["name"], b["status"], b["kind"])
+        if isinstance(a["measured"], float):
+            assert b["measured"] == pytest.approx(a["measured"], rel=1e-4, abs=1e-6)
+        else:
+            assert b["measured"] == a["measured"]

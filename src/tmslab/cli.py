@@ -381,6 +381,11 @@ def reproduce(
         bool, typer.Option(help="Recompute experiments even if finished (deletes only their files).")
     ] = False,
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads (default: torch's choice).")] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(help="Experiments run at once, each in its own process with threads / jobs threads "
+                          "(default: one per core; 1: all in this process, with a progress bar per run)."),
+    ] = None,
     quiet: Quiet = 0,
 ) -> None:
     """Reproduce the paper: train, check and plot every experiment, then write DIR/index.html.
@@ -392,6 +397,8 @@ def reproduce(
 
     if threads is not None and threads < 1:
         raise UsageError(f"--threads must be >= 1, got {threads}.")
+    if jobs is not None and jobs < 1:
+        raise UsageError(f"--jobs must be >= 1, got {jobs}.")
     check_output_dir(out, "reproduce", resume=True)
 
     from tmslab.experiments.runner import reproduce as run_all
@@ -403,7 +410,12 @@ def reproduce(
 
         torch.set_num_threads(threads)
     log = typer.echo if not quiet else (lambda line: None)
-    summary = run_all(out, only=only, quick=quick, force=force, progress=not quiet, log=log)
+    if jobs is None:
+        from tmslab.pool import cpu_count
+
+        jobs = cpu_count()
+    summary = run_all(out, only=only, quick=quick, force=force, progress=not quiet, log=log, jobs=jobs,
+                      threads=threads)
     if quiet < 2:
         typer.echo(f"{summary['line']}; report: {out / 'index.html'}")
 

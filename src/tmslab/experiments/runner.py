@@ -192,6 +192,51 @@ def build_index(out: Path) -> Path:
                         fidelity=fidelity_word(quick))
 
 
+def _run_named(name: str, out: Path, quick: bool) -> dict[str, Any]:
+    """Worker entry of `reproduce(jobs > 1)`: one experiment, no progress bars (the driver shows one)."""
+    return run_experiment(get(name), out, quick, progress=False)
+
+
+def _log_result(res: dict[str, Any], quick: bool, log: Callable[[str], None]) -> None:
+    line = counts_line(tally(res["checks"]), fidelity_word(quick))
+    log(f"{res['name']}: {line.split(': ', 1)[1]} in {res['seconds']:.1f} s")
+    for c in res["checks"]:
+        why = f"; {c['reason']}" if c["reason"] else ""
+        log(f"  [{c['status'].upper()}] ({c['kind']}) {c['name']}: {c['measured']} (expected {c['expected']}{why})")
+
+
+def _run_parallel(
+    todo: list[Experiment], out: Path, quick: bool, workers: int, threads: int, bar: Any,
+    log: Callable[[str], None],
+) -> int:
+    """Run `todo` in a pool of `workers` processes (in registry order); returns how many finished. On Ctrl-C
+    the workers are stopped at once: finished experiments and the finished runs of unfinished ones are kept."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    from tmslab.pool import process_pool, stop_workers, worker_start
+
+    done = 0
+    preload = ["tmslab.experiments.runner", "tmslab.training", "tmslab.training.fast", "tmslab.plots"]
+    with process_pool(workers, threads, preload) as pool:
+        try:
+            with worker_start():
+                pending = {pool.submit(_run_named, e.name, out, quick): e.name for e in todo}
+            while pending:
+                if bar is not None:
+                    bar.set_postfix_str(", ".join(sorted(pending.values()))[:60])
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    pending.pop(fut)
+                    _log_result(fut.result(), quick, log)
+                    done += 1
+                    if bar is not None:
+                        bar.update(1)
+        except BaseException:
+            stop_workers(pool)
+            raise
+    return done
+
+
 def reproduce(
     out: Path,
     only: str | list[str] | None = None,
@@ -199,8 +244,15 @@ def reproduce(
     force: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    jobs: int = 1,
+    threads: int | None = None,
 ) -> dict[str, Any]:
-    """Run the selected experiments into `out` and build summary.json and index.html."""
+    """Run the selected experiments into `out` and build summary.json and index.html.
+
+    `jobs` > 1 runs that many experiments at once, each in its own process with `threads` // `jobs` torch
+    threads (default: the cores // `jobs`); results do not depend on it beyond float rounding of the thread
+    count. With `jobs` = 1 everything runs in this process.
+    """
     experiments = select(only)
     out = check_output_dir(out, "reproduce", resume=True)  # an earlier reproduce folder is resumed
     check_fidelity(out, quick)
@@ -210,29 +262,35 @@ def reproduce(
         from tmslab.progress import bar as progress_bar
 
         bar = progress_bar(len(experiments), "reproduce", "experiment")
-    done = 0
-    try:
-        for exp in experiments:
-            edir = out / exp.name
-            if bar is not None:
-                bar.set_postfix_str(exp.name)
-            if force and output_kind(edir) is not None:
-                remove_output(edir)  # only what tmslab wrote there
-            if _is_done(edir, quick):
-                log(f"{exp.name}: done earlier, skipped (use --force to recompute)")
-            else:
-                res = run_experiment(exp, out, quick, progress)
-                line = counts_line(tally(res["checks"]), fidelity_word(quick))
-                log(f"{exp.name}: {line.split(': ', 1)[1]} in {res['seconds']:.1f} s")
-                for c in res["checks"]:
-                    why = f"; {c['reason']}" if c["reason"] else ""
-                    log(f"  [{c['status'].upper()}] ({c['kind']}) {c['name']}: {c['measured']} "
-                        f"(expected {c['expected']}{why})")
+    done, todo = 0, []
+    for exp in experiments:
+        if force and output_kind(out / exp.name) is not None:
+            remove_output(out / exp.name)  # only what tmslab wrote there
+        if _is_done(out / exp.name, quick):
+            log(f"{exp.name}: done earlier, skipped (use --force to recompute)")
             done += 1
             if bar is not None:
                 bar.update(1)
+        else:
+            todo.append(exp)
+    workers = max(1, min(jobs, len(todo)))
+    try:
+        if workers > 1:
+            from tmslab.pool import cpu_count
+
+            per_worker = max(1, (threads or cpu_count()) // workers)
+            done += _run_parallel(todo, out, quick, workers, per_worker, bar, log)
+        else:
+            for exp in todo:
+                if bar is not None:
+                    bar.set_postfix_str(exp.name)
+                _log_result(run_experiment(exp, out, quick, progress), quick, log)
+                done += 1
+                if bar is not None:
+                    bar.update(1)
     except KeyboardInterrupt:
-        kept = f" (finished runs of {experiments[done].name} kept)" if done < len(experiments) else ""
+        left = len(experiments) - done
+        kept = f" (finished runs of the {left} unfinished kept)" if left else ""
         raise Interrupted(f"{done}/{len(experiments)} experiments done{kept}") from None
     finally:
         if bar is not None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from tmslab.pool import set_threads
 from tmslab.sweep.plan import Job, point_values
 from tmslab.sweep.spec import SweepSpec
 
@@ -32,14 +33,6 @@ class JobOutput:
     job_id: str
     result: Any  # TrainResult
     rows: pd.DataFrame
-
-
-def set_threads(threads: int | None) -> None:
-    """Pin torch (and through it the fast engine's numba pool) to `threads` threads."""
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
 
 
 def execute_job(spec: SweepSpec, job: Job, threads: int | None = None) -> JobOutput:
