@@ -36,11 +36,6 @@ SRC_E11, SRC_E12 = "§2.7, E11", "§2.7, E12"
 
 # ---- E11: jump detection ---------------------------------------------------------------------------------
 
-LEVELS = (0.0, 0.5, 1.0)
-"""The dimensionalities a feature of the uniform model can sit at on the 1/2 plateau (§2.6.1): not learned,
-one of an antipodal pair, a dedicated dimension."""
-
-
 def _records(steps: Tensor, frac: float) -> int:
     """Number of records spanning `frac` of the training steps (at least 1)."""
     span = float(steps[-1] - steps[0])
@@ -48,61 +43,57 @@ def _records(steps: Tensor, frac: float) -> int:
     return max(1, int(frac * span / dt))
 
 
-def _sojourns(d: Tensor, levels: tuple[float, ...], tol: float, dwell: int) -> list[tuple[int, int, int]]:
-    """Stays of one feature's D trace [records] at a level: (level index, first record, last record).
-
-    A record is at a level when |D − level| ≤ tol. Stays at the same level separated only by records at no
-    level are one stay (leaving and coming back is no jump); stays shorter than `dwell` records are dropped
-    (passing through a level is not sitting at it), and the neighbours they separated are merged again.
-    """
-    lv = torch.tensor(levels, dtype=torch.float64)
-    dist = (d.double()[:, None] - lv[None, :]).abs()
-    at = torch.where(dist.min(1).values <= tol, dist.argmin(1), torch.full_like(dist.argmin(1), -1)).tolist()
-
-    def merge(stays: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
-        out: list[tuple[int, int, int]] = []
-        for s in stays:
-            if out and out[-1][0] == s[0]:
-                out[-1] = (s[0], out[-1][1], s[2])
-            else:
-                out.append(s)
-        return out
-
-    runs: list[tuple[int, int, int]] = []
-    for t, a in enumerate(at):
-        if a < 0:
-            continue
-        if runs and runs[-1][0] == a and runs[-1][2] == t - 1:
-            runs[-1] = (a, runs[-1][1], t)
+def _stays(d: Tensor, tol: float, dwell: int) -> list[tuple[int, int]]:
+    """Stays of one feature's D trace [records] at a level: (first record, last record) of each maximal run of
+    consecutive windows of `dwell` records over each of which D varies by at most 2·tol (it sits still)."""
+    if len(d) < dwell:
+        return []
+    win = d.double().unfold(0, dwell, 1)  # [T − dwell + 1, dwell]
+    still = ((win.max(1).values - win.min(1).values) <= 2 * tol).nonzero().flatten().tolist()
+    stays: list[tuple[int, int]] = []
+    for t in still:
+        if stays and stays[-1][1] == t + dwell - 2:
+            stays[-1] = (stays[-1][0], t + dwell - 1)
         else:
-            runs.append((a, t, t))
-    stays = merge(runs)
-    return merge([s for s in stays if s[2] - s[1] + 1 >= dwell])
+            stays.append((t, t + dwell - 1))
+    return stays
 
 
 def detect_jumps(
-    steps: Tensor, D: Tensor, levels: tuple[float, ...] = LEVELS, tol: float = 0.05, dwell: float = 0.05,
+    steps: Tensor, D: Tensor, norms: Tensor, min_change: float = 0.2, tol: float = 0.05, dwell: float = 0.05,
     transit: float = 0.05,
 ) -> list[dict[str, Any]]:
     """Jumps of per-feature dimensionality D [records, features] between discrete levels (§2.7, E11).
 
-    A feature sits at a level while |D_i − level| ≤ `tol` for at least `dwell` of training (a stay); a jump is
-    two consecutive stays at different levels with at most `transit` of training between the last record of the
-    first and the first record of the second (sudden). The initial learning from the random init is no jump: the
-    init sits at no level, so the first stay has no predecessor. Returns {feature, before, after, start, stop,
-    step} per jump, by step: `start`/`stop` index the last record at the old level and the first at the new one,
-    `step` is the training step of the steepest single-record change between them.
+    A feature sits at a level while D_i varies by at most 2·`tol` over `dwell` of training (a stay); its level is
+    the median of D_i over the `dwell` of the stay next to the move. A jump is two consecutive stays whose levels
+    differ by ≥ `min_change`, at most `transit` of training apart (the last record of the first stay to the first
+    of the second: sudden). Both stays must be levels: the feature is learned there (median ‖W_i‖ over that dwell
+    above metrics.LEARNED_NORM, `norms` [records, features]) or not represented (median D_i ≤ tol). The levels are
+    whatever a feature sits at (0, 1/2, 1, or a metastable value such as ≈ 0.73), not a fixed list. The initial
+    learning from the random init is no jump: before it the features are unlearned directions (D_i ≈ m/n for a
+    small init) — no level — and a stay that starts at the first record (the init itself) is none either. Returns
+    {feature, before, after, start, stop, step} per jump, by step: `start`/`stop` index the last record at the old
+    level and the first at the new one, `step` is the training step of the steepest single-record change between
+    them.
     """
     D = D.double()
     w, gap = _records(steps, dwell), _records(steps, transit)
     out = []
     for f in range(D.shape[1]):
-        stays = _sojourns(D[:, f], levels, tol, w)
-        for (a, _, i), (b, j, _) in zip(stays, stays[1:], strict=False):
-            if j - i > gap:
+        d, norm = D[:, f], norms[:, f].double()
+
+        def level(sl: slice, d: Tensor = d, norm: Tensor = norm) -> float | None:
+            v = float(d[sl].median())
+            return v if v <= tol or float(norm[sl].median()) > metrics.LEARNED_NORM else None
+
+        stays = _stays(d, tol, w)
+        for (a0, i), (j, _) in zip(stays, stays[1:], strict=False):
+            before, after = level(slice(max(a0, i - w + 1), i + 1)), level(slice(j, j + w))
+            if a0 == 0 or j - i > gap or before is None or after is None or abs(after - before) < min_change:
                 continue
-            s = i + int((D[i + 1 : j + 1, f] - D[i:j, f]).abs().argmax())
-            out.append({"feature": f, "before": levels[a], "after": levels[b], "start": i, "stop": j,
+            s = i + int((d[i + 1 : j + 1] - d[i:j]).abs().argmax())
+            out.append({"feature": f, "before": round(before, 3), "after": round(after, 3), "start": i, "stop": j,
                         "step": int(steps[s + 1])})
     return sorted(out, key=lambda j: j["step"])
 
@@ -128,17 +119,20 @@ def loss_drop(loss: Tensor, start: int, stop: int, window: int, k: float = 3.0) 
     return {"drop": excess, "noise": sigma, "coincides": excess > k * sigma}
 
 
-def snapshot_loss(run: Run, n_samples: int, instances: list[int] | None = None) -> Tensor:
-    """Loss [records, instances] of every recorded weight snapshot of a one-configuration run (of the given
-    instances, default all), all on the same `n_samples` fixed-seed samples (common random numbers): unlike the
-    training-batch loss it carries no batch noise, so a drop at a jump is not hidden by it, and anyone can
-    recompute it from the saved history."""
+def snapshot_loss(
+    run: Run, n_samples: int, instances: list[int] | None = None, records: list[int] | None = None
+) -> Tensor:
+    """Loss [records, instances] of the recorded weight snapshots of a one-configuration run (of the given
+    instances and records, default all), all on the same `n_samples` fixed-seed samples (common random numbers):
+    unlike the training-batch loss it carries no batch noise, so a drop at a jump is not hidden by it, and anyone
+    can recompute it from the saved history."""
     cfg, h = run.config, run.history
     if cfg.n_configs != 1:
         raise ValueError(f"snapshot_loss needs a run of one configuration, got {cfg.n_configs}.")
     ks = list(range(cfg.n_instances)) if instances is None else instances
-    R, K = h["W"].shape[0], len(ks)
-    params = {k: h[k][:, ks].reshape(R * K, *h[k].shape[2:]).contiguous() for k in ("W", "b")}
+    rs = list(range(h["W"].shape[0])) if records is None else records
+    R, K = len(rs), len(ks)
+    params = {k: h[k][rs][:, ks].reshape(R * K, *h[k].shape[2:]).contiguous() for k in ("W", "b")}
     _, dist, importance = build(cfg)
     rep = make_distribution(cfg.distribution, dist.density[:1].expand(R * K, -1).contiguous(),
                             set_size=cfg.set_size, value_max=cfg.value_max)
@@ -158,7 +152,7 @@ FIRST_SETTING = (
 )
 
 
-_SNAPSHOT_SAMPLES = 20_000
+_SNAPSHOT_SAMPLES = 10_000
 """Fixed samples on which every recorded snapshot's loss is measured (E11)."""
 
 
@@ -172,26 +166,39 @@ class EnergyJumps(Experiment):
     )
     spec_ref = "§2.7, E11"
     quick_not_evaluated = (
-        # QUICK_NOTE
+        # 2 seeds × 2,000 steps: the first level-to-level jumps come after ~1,000 steps, late ones after 3,000.
         "fraction of level-to-level jumps",
+        # at 4,000–6,000 steps one or more of 3 seeds still holds a feature at D ≈ 0.73 (a metastable level).
+        "final D_i",
     )
     notes = (
-        "Setup unstated in the paper; the spec proposes the §2.6.1 uniform model on the 1/2 plateau. We use "
-        "SETUP_NOTE"
-        "A feature sits at a level (0, 1/2 or 1: the levels of the 1/2 plateau) while |D_i − level| ≤ 0.05 (the "
-        "final-D tolerance) for ≥ 5% of training; a jump is two consecutive stays at different levels at most 5% of "
-        "training apart (the spec's 'within < 5% of training'). The initial learning from the random init is no "
-        "jump: the init sits at no level. The loss is each snapshot's loss on 20,000 fixed samples (common random "
-        "numbers, recomputed from the saved history); a jump coincides with a loss drop when a line plus a step "
-        "fitted to log-loss over 5% of training either side gives a drop larger than 3× the fit's RMS residual. "
-        "First setting (kept as a superseded row): " + FIRST_SETTING
+        "Setup unstated in the paper; the spec proposes the §2.6.1 uniform model on the 1/2 plateau. We use n = 20, "
+        "m = 5, I = 1, density 0.3 (every learned feature of a finished model in an antipodal pair), 16 seeds, the "
+        "notebook recipe (AdamW, lr 1e-3, 10,000 steps) from a small init (xavier × 0.01, `init_scale`), weights "
+        "recorded every 40 steps. Why: at n = 100 (the first setting, below) and from the default init at "
+        "n = 4–20 (8 seeds each, 10,000 steps) no feature ever moves between levels — each settles once; from the "
+        "small init at n = 20 a few seeds keep a lone feature at D ≈ 0.73 beside a feature at 0 for thousands of "
+        "steps until the two form an antipodal pair. A small model makes one feature's jump a visible part of the "
+        "loss. A feature sits at a level while D_i varies by ≤ 0.1 over 5% of training and it is learned there "
+        "(‖W_i‖ > 0.5) or not represented (D_i ≤ 0.05); a jump is two such stays ≥ 0.2 apart (the spec's ΔD) "
+        "at most 5% of training apart (the spec's 'within < 5%'); a stay from the first record (the init) is no "
+        "level. The loss is each snapshot's loss on 10,000 fixed samples (common random numbers, recomputed from the "
+        "saved history); a jump coincides with a loss drop when a line plus a step, fitted to log-loss over 5% of "
+        "training either side, gives a drop larger than 3× the fit's RMS residual. Measured (32 seeds, 20,000 "
+        "samples, this detector): 58 jumps, 11 coincide (0.19). The late jumps (after step 3,000: 3 events, each a "
+        "pair 0 → 1/2 and ≈ 0.73 → 1/2 or ≈ 1/4 → 0) all coincide, with drops of 3–4.5% against a residual of "
+        "0.1–0.4%; the other 52 are the split, at steps 1,000–2,800, of the state reached from the init (all 20 "
+        "features learned at D ≈ m/n = 1/4, directions still unorganised) into pairs and unrepresented features — "
+        "many features at once while the loss still falls steeply, and 5 of 52 clear the residual. The detector "
+        "counts that state as a level (it sits there ≥ 5% of training, learned); we do not exclude it after the "
+        "fact, so the ≥ 80% check fails. First setting (kept as a superseded row): " + FIRST_SETTING
     )
 
     def runs(self, quick: bool) -> dict[str, TrainConfig]:
         # Small init (×0.01): training leaves the origin feature by feature, so a feature can sit at a level (0) long
         # after the init and then jump; a small model makes one feature's jump a visible part of the loss (§2.7).
-        return {"uniform": TrainConfig(n_features=20, n_hidden=5, density=[0.3], restarts=3 if quick else 32,
-                                       steps=4_000 if quick else 10_000, record_every=40, init_scale=0.01,
+        return {"uniform": TrainConfig(n_features=20, n_hidden=5, density=[0.3], restarts=2 if quick else 16,
+                                       steps=2_000 if quick else 10_000, record_every=40, init_scale=0.01,
                                        eval_samples=10_000 if quick else 100_000, seed=1)}
 
     def analyze(self, ctx: Context) -> Analysis:
@@ -199,12 +206,18 @@ class EnergyJumps(Experiment):
         h = run.history
         steps, Wh = h["step"], h["W"].double()
         seeds = run.config.n_instances
-        found = [detect_jumps(steps, metrics.feature_dimensionality(Wh[:, k])) for k in range(seeds)]
+        found = [detect_jumps(steps, metrics.feature_dimensionality(Wh[:, k]), metrics.feature_norms(Wh[:, k]))
+                 for k in range(seeds)]
         shown = max(range(seeds), key=lambda k: (len(found[k]), -k))
-        # The fixed-sample loss only of the seeds it is needed for (a jump, or the figure): the full run stays cheap.
-        need = sorted({shown, *(k for k in range(seeds) if found[k])})
-        loss = dict(zip(need, snapshot_loss(run, _SNAPSHOT_SAMPLES, need).double().T, strict=True))
+        # The fixed-sample loss only where it is needed (the records a jump's fit uses, and the figure's seed), so
+        # that the full run stays cheap; other records stay NaN.
         window = _records(steps, 0.05)
+        loss = {k: torch.full((len(steps),), float("nan"), dtype=torch.float64) for k in range(seeds)}
+        loss[shown] = snapshot_loss(run, _SNAPSHOT_SAMPLES, [shown])[:, 0].double()
+        for k, jumps in enumerate(found):
+            for j in jumps if k != shown else ():
+                idx = list(range(max(0, j["start"] - window), min(len(steps), j["stop"] + window + 1)))
+                loss[k][idx] = snapshot_loss(run, _SNAPSHOT_SAMPLES, [k], idx)[:, 0].double()
         per_seed, all_jumps = [], []
         for k, jumps in enumerate(found):
             for j in jumps:
