@@ -121,6 +121,8 @@ def test_snapshot_loss_matches_evaluate_per_snapshot(make_config, tmp_path):
     L = snapshot_loss(run, 2_000)
     R = len(run.history["step"])
     assert L.shape == (R, 2) and R >= 2
+    # a subset of instances and records is scored on the same samples
+    torch.testing.assert_close(snapshot_loss(run, 2_000, [1], [R - 1]), L[R - 1 :, 1:])
     _, dist, importance = build(cfg)
     for r in (0, R - 1):
         model = ToyModel.from_params(cfg.model, {"W": run.history["W"][r], "b": run.history["b"][r]})
