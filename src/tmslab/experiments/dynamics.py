@@ -36,6 +36,7 @@ SRC_E11, SRC_E12 = "§2.7, E11", "§2.7, E12"
 
 # ---- E11: jump detection ---------------------------------------------------------------------------------
 
+
 def _records(steps: Tensor, frac: float) -> int:
     """Number of records spanning `frac` of the training steps (at least 1)."""
     span = float(steps[-1] - steps[0])
