@@ -56,3 +56,16 @@ def test_invalid_values_raise_one_sentence(kwargs, fragment):
 def test_unknown_key_suggests_closest():
     with pytest.raises(ConfigError, match="did you mean 'n_hidden'"):
         TrainConfig.from_dict({"n_hiden": 3})
+
+
+def test_init_scale_scales_the_initial_weights_not_the_bias():
+    from tmslab.training import build
+
+    for bad in (0, -1.0, float("nan"), "small"):
+        with pytest.raises(ConfigError, match="init_scale"):
+            TrainConfig(init_scale=bad)
+    base, _, _ = build(TrainConfig(n_features=6, n_hidden=2, restarts=2))
+    small, _, _ = build(TrainConfig(n_features=6, n_hidden=2, restarts=2, init_scale=0.01))
+    for (name, p), q in zip(base.named_parameters(), small.parameters(), strict=True):
+        assert bool((q == p * (1.0 if name == "b" else 0.01)).all()), name
+    assert TrainConfig.from_dict(TrainConfig(init_scale=0.5).to_dict()).init_scale == 0.5

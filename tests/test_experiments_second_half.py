@@ -38,26 +38,95 @@ def test_quick_run_structure(name, tmp_path):
 # ---- energy jumps ---------------------------------------------------------------------------------------------
 
 
-def _synthetic_trace(T=500, jump_at=300, n=4):
+def _synthetic_trace(T=500, jump_at=300, n=6, drop=0.9):
+    """Records every 20 steps: feature 1 sits at 1/2 and jumps to 1 at `jump_at`, the loss stepping by `drop`."""
+    g = torch.Generator().manual_seed(0)
     steps = torch.arange(T) * 20
+    t = torch.arange(T)
     D = torch.full((T, n), 0.5, dtype=torch.float64)
-    D[:, 1] = torch.where(torch.arange(T) < jump_at, 0.25, 0.5)  # one sudden jump of 0.25
-    D[:, 2] = torch.linspace(0.3, 0.45, T, dtype=torch.float64)  # slow drift: not a jump
-    D[:40, 3] = torch.linspace(0.0, 0.5, 40, dtype=torch.float64)  # initial learning: excluded
-    trend = 1.0 - 0.3 * torch.arange(T, dtype=torch.float64) / T
-    loss = 0.1 * trend * torch.where(torch.arange(T) < jump_at, 1.0, 0.9)  # a 10% drop at the jump
+    D[:60, 0] = torch.linspace(0.2, 0.5, 60, dtype=torch.float64)  # initial learning from the init: no jump
+    D[:, 1] = torch.where(t < jump_at, 0.5, 1.0)  # a level-to-level jump (1/2 → 1)
+    D[:20, 1] = torch.linspace(0.2, 0.5, 20, dtype=torch.float64)  # learnt from the init first
+    D[jump_at - 1, 1] = 0.8  # caught mid-jump by one record
+    D[:, 2] = torch.linspace(0.1, 0.4, T, dtype=torch.float64)  # a slow drift: no sudden jump
+    D[:, 3] = torch.where((t > 200) & (t < 205), 0.3, 0.0)  # leaves level 0 briefly and returns: no jump
+    # settles from the init to 0, passes through 1/2 (shorter than a stay) to 1: one jump 0 → 1
+    D[:, 4] = torch.where(t < 100, 0.0, torch.where(t < 110, 0.5, 1.0))
+    D[:20, 4] = torch.linspace(0.4, 0.0, 20, dtype=torch.float64)
+    D[:, 5] = torch.where(t < 400, 0.2, 0.5)  # sits at its init value (record 0 on) and moves: no jump
+    D[:, 5] = torch.where(t < 400, 0.2, 0.5)
+    D += 0.01 * torch.randn(D.shape, generator=g, dtype=torch.float64)  # snapshot wiggle, well inside tol
+    trend = 1.0 - 0.3 * t.double() / T
+    wiggle = 1 + 0.001 * torch.randn(T, generator=g, dtype=torch.float64)
+    loss = 0.1 * trend * wiggle * torch.where(t < jump_at, 1.0, drop)
     return steps, D, loss
 
 
-def test_detect_jumps_finds_the_known_jump():
-    from tmslab.experiments.dynamics import detect_jumps, loss_drop
+def test_detect_jumps_finds_level_to_level_jumps_only():
+    from tmslab.experiments.dynamics import detect_jumps
 
-    steps, D, loss = _synthetic_trace()
-    jumps = detect_jumps(steps, D)
-    assert [(j["feature"], j["step"]) for j in jumps] == [(1, 300 * 20)]
-    assert jumps[0]["before"] == pytest.approx(0.25) and jumps[0]["after"] == pytest.approx(0.5)
-    assert loss_drop(steps, loss, jumps[0]["index"])["coincides"]
-    assert not loss_drop(steps, loss, 150)["coincides"]  # the smooth trend alone is not a drop
+    steps, D, _ = _synthetic_trace()
+    norms = torch.ones_like(D)  # every feature learned (‖W_i‖ = 1)
+    jumps = detect_jumps(steps, D, norms)
+    assert [(j["feature"], round(j["before"], 1), round(j["after"], 1)) for j in jumps] == [(4, 0.0, 1.0),
+                                                                                           (1, 0.5, 1.0)]
+    j = jumps[1]
+    assert (j["start"], j["stop"]) == (298, 300) and j["step"] in (299 * 20, 300 * 20)
+    # a jump slower than `transit` (5% of training) is no sudden jump
+    slow = D.clone()
+    slow[250:350, 1] = torch.linspace(0.5, 1.0, 100, dtype=torch.float64)
+    assert [j["feature"] for j in detect_jumps(steps, slow, norms)] == [4]
+    # levels are where a feature sits, not a fixed list: a metastable 0.73 → 1/2 is a jump
+    odd = D.clone()
+    odd[:, 3] = torch.where(torch.arange(500) < 250, 0.73, 0.5)
+    odd[:10, 3] = torch.linspace(0.2, 0.73, 10, dtype=torch.float64)
+    assert [(j["feature"], round(j["before"], 2)) for j in detect_jumps(steps, odd, norms)][1] == (3, 0.73)
+    # a change smaller than min_change between two stays is no jump
+    small = D.clone()
+    small[300:, 1] = 0.6
+    assert [j["feature"] for j in detect_jumps(steps, small, norms)] == [4]
+    # an unlearned feature (‖W_i‖ ≪ 1, as before the initial learning of a small init) sits at no level
+    tiny = norms.clone()
+    tiny[:300, 1] = 0.01
+    assert [j["feature"] for j in detect_jumps(steps, D, tiny)] == [4]
+    tiny[:, 4] = 0.01  # ... but a feature not represented (D_i ≈ 0) sits at level 0: 0 → 1 is still a jump
+    tiny[110:, 4] = 1.0
+    assert [j["feature"] for j in detect_jumps(steps, D, tiny)] == [4]
+
+
+def test_loss_drop_needs_a_step_beyond_the_trend():
+    from tmslab.experiments.dynamics import loss_drop
+
+    for drop, coincides in ((0.9, True), (1.0, False), (1.1, False)):
+        _, _, loss = _synthetic_trace(drop=drop)
+        r = loss_drop(loss, 298, 300, 25)
+        assert r["coincides"] is coincides, (drop, r)
+        assert r["drop"] == pytest.approx(-torch.log(torch.tensor(drop)).item(), abs=0.01)
+    _, _, loss = _synthetic_trace()
+    assert not loss_drop(loss, 148, 150, 25)["coincides"]  # the trend alone (no jump there) is no drop
+    # a drop smaller than 3× the wiggle is not called a drop
+    _, _, loss = _synthetic_trace(drop=0.999)
+    assert not loss_drop(loss, 298, 300, 25)["coincides"]
+
+
+def test_snapshot_loss_matches_evaluate_per_snapshot(make_config, tmp_path):
+    from tmslab.experiments.dynamics import snapshot_loss
+    from tmslab.io import Run, load_run, save_run
+    from tmslab.models import ToyModel
+    from tmslab.training import build, evaluate, train
+
+    torch.set_num_threads(1)
+    cfg = make_config(n_features=6, n_hidden=2, density=[0.3], restarts=2, steps=40, record_every=20)
+    run: Run = load_run(save_run(tmp_path / "r", train(cfg)))
+    L = snapshot_loss(run, 2_000)
+    R = len(run.history["step"])
+    assert L.shape == (R, 2) and R >= 2
+    # a subset of instances and records is scored on the same samples
+    torch.testing.assert_close(snapshot_loss(run, 2_000, [1], [R - 1]), L[R - 1 :, 1:])
+    _, dist, importance = build(cfg)
+    for r in (0, R - 1):
+        model = ToyModel.from_params(cfg.model, {"W": run.history["W"][r], "b": run.history["b"][r]})
+        torch.testing.assert_close(L[r], evaluate(model, dist, importance, 2_000, restarts=2))
 
 
 # ---- successive halving -----------------------------------------------------------------------------------------

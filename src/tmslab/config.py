@@ -283,6 +283,11 @@ class TrainConfig:
     dataset_unit_norm: bool = False
     """Rescale every sample of a finite dataset, and of its test set, to unit norm ‖x‖ = 1 (§6.1)."""
 
+    init_scale: float = 1.0
+    """Multiplier on the initial weights (every parameter but the bias b): ≪ 1 starts near the origin, where
+    training learns features one at a time, sitting at a dimensionality level between sudden jumps
+    (energy-jumps, paper-spec §2.7)."""
+
     def __post_init__(self) -> None:
         _choice("model", self.model, ModelKind)
         _choice("distribution", self.distribution, Distribution)
@@ -392,6 +397,9 @@ class TrainConfig:
                 )
             if self.engine == "fast":
                 raise ConfigError("engine 'fast' cannot train finite datasets; use engine auto.")
+        self.init_scale = _finite("init_scale", self.init_scale)
+        if self.init_scale <= 0:
+            raise ConfigError(f"init_scale must be > 0, got {self.init_scale}.")
 
     def validate(self) -> TrainConfig:
         """Check (and normalise) every field again, e.g. after editing a config; returns self."""

@@ -62,6 +62,11 @@ def build(config: TrainConfig) -> tuple[ToyModel, FeatureDistribution, Tensor]:
     importance = torch.tensor([config.config_importance(c) for c in rows], dtype=torch.float32)
     model = ToyModel(config.model, config.n_instances, config.n_features, config.n_hidden)
     model.reset_parameters([config.instance_seed(k) for k in range(config.n_instances)], config.init)
+    if config.init_scale != 1.0:
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name != "b":
+                    p.mul_(config.init_scale)
     dist = make_distribution(
         config.distribution, density, signed=config.model == "abs", set_size=config.set_size,
         value_max=config.value_max,
