@@ -217,12 +217,15 @@ def _kernel() -> Any:
 
 def _loss_and_grad_numba(W: Tensor, b: Tensor, layout: _Layout, grad: bool) -> tuple[Tensor, Any, Any]:
     k, m, n = W.shape
-    Wt = W.detach().float().transpose(1, 2).contiguous()
-    bias = b.detach().float().contiguous()
+    W64, b64 = W.detach().double(), b.detach().double()
     # Feature i can fire (z > 0) only where ‖h‖ > −b_i/‖W_i‖; sorted, so each point visits a prefix.
-    norms = Wt.double().norm(dim=-1)
-    tau = torch.where(bias >= 0, -math.inf, -bias.double() / norms).nan_to_num(posinf=math.inf)
+    norms = W64.norm(dim=1)
+    tau = torch.where(b64 >= 0, -math.inf, -b64 / norms).nan_to_num(posinf=math.inf)
     tau, perm = tau.sort(dim=-1, stable=True)
+    pos = torch.empty_like(perm).scatter_(1, perm, torch.arange(n).expand(k, n).contiguous())
+    Wp = W64.gather(2, perm[:, None, :].expand(k, m, n)).contiguous()  # [instances, hidden, sorted features]
+    bp = b64.gather(1, perm).contiguous()
+    Wt = W64.transpose(1, 2).contiguous()  # [instances, features, hidden]: the sparse gather of h
     import numba
 
     threads = numba.get_num_threads()
@@ -230,8 +233,8 @@ def _loss_and_grad_numba(W: Tensor, b: Tensor, layout: _Layout, grad: bool) -> t
     # thread at every step.
     numba.set_num_threads(threads if layout.parallel else 1)
     try:
-        loss, gWt, gb = (torch.from_numpy(a) for a in _kernel().loss_and_grad_items(
-            Wt.numpy(), bias.numpy(), tau.contiguous().numpy(), perm.contiguous().numpy(), *layout.items,
+        loss, gWp, gbp = (torch.from_numpy(a) for a in _kernel().loss_and_grad_items(
+            Wp.numpy(), bp.numpy(), Wt.numpy(), pos.numpy(), tau.contiguous().numpy(), *layout.items,
             layout.indptr, layout.col, layout.value, grad))
     finally:
         numba.set_num_threads(threads)
@@ -239,9 +242,11 @@ def _loss_and_grad_numba(W: Tensor, b: Tensor, layout: _Layout, grad: bool) -> t
     loss = (loss * inv).float()
     if not grad:
         return loss, None, None
-    # The kernel accumulates ∂/∂z ÷ (2/T).
+    # Back to the original feature order; the kernel accumulates ∂/∂z ÷ (2/T).
     scale = 2 * inv
-    return loss, (gWt * scale[:, None, None]).transpose(1, 2).float().contiguous(), (gb * scale[:, None]).float()
+    gW = torch.empty_like(gWp).scatter_(2, perm[:, None, :].expand(k, m, n), gWp)
+    gb = torch.empty_like(gbp).scatter_(1, perm, gbp)
+    return loss, (gW * scale[:, None, None]).float(), (gb * scale[:, None]).float()
 
 
 def _loss_and_grad_torch(W: Tensor, b: Tensor, layout: _Layout, grad: bool) -> tuple[Tensor, Any, Any]:
