@@ -171,7 +171,7 @@ class SLT(Experiment):
                                   "plateaued": r.plateaued(), "loss_trace": r.loss_trace.mean(0).tolist()}
                                  for r in sweep]
         est: dict[str, dict[str, Any]] = {}
-        points = [(6, lab) for lab in PAPER_LLC_C6] + [(c, f"{c}-gon") for c in range(4, 9)]
+        points = [(6, lab) for lab in PAPER_LLC_C6] + [(c, f"{c}-gon") for c in (4, 5, 7, 8)]  # 6-gon: above
         for c, label in points:
             p, W, b = point(c, label)
             e = slt.estimate_llc(W, b, None, chosen.lr, chosen.localization, nbeta=LLC_NBETA, **LLC_CHAINS)
