@@ -455,8 +455,9 @@ def kgon_solutions(k: int) -> tuple[KGon, ...]:
 
     Each strict local minimum of h_k on a grid over `KGON_GRID` (l ∈ [0.2, 5], b ∈ [−8, 1]) seeds a batched damped
     Newton refinement with exact autograd derivatives; refined points with zero gradient and a positive definite
-    Hessian are kept, closer than 1e-6 merged. A denser search for all critical points (saddles included, from
-    2,400 Newton-on-the-gradient starts over l ∈ [0.2, 6], b ∈ [−12, 2]) finds nothing else for k ≤ 13: one
+    Hessian are kept, closer than 1e-6 merged. This finds one solution per k for 3 ≤ k ≤ 13 (tested); a denser
+    search for all critical points of h_k (saddles included: Newton on the gradient from 2,400 starts over
+    l ∈ [0.2, 6], b ∈ [−12, 2], run for k = 5, 8, 12) finds nothing else outside the flat dead region: one
     solution per k (the paper reports two for the 12-gon; see README). Cached per k.
     """
     if k < 3:
