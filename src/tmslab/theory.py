@@ -454,7 +454,7 @@ def kgon_solutions(k: int) -> tuple[KGon, ...]:
     """Every isolated local minimum (l > 0) of h_k(l, b) for the regular k-gon (k ≥ 3), lowest h first (§6.4).
 
     Each strict local minimum of h_k on a grid over `KGON_GRID` (l ∈ [0.2, 5], b ∈ [−8, 1]) seeds a batched damped
-    Newton refinement with exact autograd derivatives; refined points with zero gradient and a positive definite
+    Newton refinement with closed-form derivatives; refined points with zero gradient and a positive definite
     Hessian are kept, closer than 1e-6 merged. This finds one solution per k for 3 ≤ k ≤ 13 (tested); a denser
     search for all critical points of h_k (saddles included: Newton on the gradient from 2,400 starts over
     l ∈ [0.2, 6], b ∈ [−12, 2], run for k = 5, 8, 12) finds nothing else outside the flat dead region: one
