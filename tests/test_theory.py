@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -211,6 +212,31 @@ def test_kgon_is_a_critical_point_of_the_full_loss(k):
     b.requires_grad_(True)
     T.one_hot_loss(W, b).sum().backward()
     assert W.grad.abs().max().item() < 1e-9 and b.grad.abs().max().item() < 1e-9
+
+
+@pytest.mark.parametrize("k", [3, 4, 5, 8, 12])
+def test_kgon_closed_form_derivatives_match_autograd(k):
+    """Fast path ≡ reference: the circulant h_k equals 3k·one_hot_loss of the k-gon's weights, and its closed-form
+    gradient and Hessian (with the own output's boundary term) equal autograd's, on and off the ReLU pieces."""
+    g = torch.Generator().manual_seed(k)
+    p = torch.rand(20, 2, generator=g, dtype=torch.float64) * torch.tensor([3.0, 4.0], dtype=torch.float64)
+    p += torch.tensor([0.2, -3.5], dtype=torch.float64)
+    h, grad, hess = T._kgon_h_derivatives(k, p)
+    f = functools.partial(T._kgon_h, k)
+    for i in range(len(p)):
+        W, b = T.kgon_weights(k, k, float(p[i, 0]), float(p[i, 1]))
+        assert float(h[i]) == pytest.approx(3 * k * T.one_hot_loss(W, b).item(), abs=1e-10)
+        torch.testing.assert_close(grad[i], torch.autograd.functional.jacobian(f, p[i]), atol=1e-9, rtol=1e-9)
+        torch.testing.assert_close(hess[i], torch.autograd.functional.hessian(f, p[i]), atol=1e-8, rtol=1e-9)
+
+
+def test_kgon_solutions_one_per_k():
+    """One isolated minimum per k = 3 … 13 (the paper reports a second 12-gon solution: not a critical point of
+    h_12 in l ∈ [0.2, 5], b ∈ [−8, 1]; see README), each with zero gradient and a positive definite Hessian."""
+    for k in range(3, 14):
+        (sol,) = T.kgon_solutions(k)
+        _, grad, hess = T._kgon_h_derivatives(k, torch.tensor([[sol.length, sol.bias]], dtype=torch.float64))
+        assert float(grad.norm()) < 1e-9 and float(torch.linalg.eigvalsh(hess[0])[0]) > 0
 
 
 # Published values (paper-spec §6.4 for k = 4, 5; Chen et al. 2023, Table A.1 for c = 6 as transcribed in public

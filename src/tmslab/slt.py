@@ -3,10 +3,10 @@
 Optional: needs the `tmslab[slt]` extra (devinterp 1.3.x, whose generic `estimate_learning_coeff_with_summary`
 takes any model, loader and evaluate function; devinterp 2.x expects token datasets and per-token losses).
 
-The loss is the paper's: L = E‖x − f(x)‖², summed over the c outputs and averaged over samples (the same
-convention as `theory.one_hot_loss`, whose H = 3c·L), so the estimate λ̂ = nβ(E_w[L_n(w)] − L_n(w*)) with
-nβ = n/log n is on the scale of the paper's λ. Sampling is full-batch on n fixed one-hot samples: the initial
-loss is then exact, not a multi-batch estimate whose noise nβ would amplify.
+The loss is the paper's: L = E‖x − f(x)‖², summed over the c outputs (the convention of `theory.one_hot_loss`,
+whose H = 3c·L). The learning coefficient does not depend on the loss's scale (a factor on L rescales the
+posterior, not the volume exponent), but the estimate's localisation bias does: see `laplace_llc`. Sampling is
+full batch — on n fixed one-hot samples (nβ = n/log n) or on the exact population loss (x = None, nβ given).
 """
 
 from __future__ import annotations
@@ -59,6 +59,23 @@ def one_hot_data(n: int, c: int, seed: int) -> Tensor:
     return x
 
 
+class _FullBatch(torch.utils.data.Dataset):
+    """A dataset of one item: the full batch (x,)."""
+
+    def __init__(self, x: Tensor) -> None:
+        self.x = x
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, i: int) -> tuple[Tensor]:
+        return (self.x,)
+
+
+def _first(items: list[Any]) -> Any:
+    return items[0]
+
+
 def _evaluate(model: nn.Module, batch: Any) -> tuple[Tensor, dict[str, Tensor]]:
     x = batch[0]
     return ((model(x) - x) ** 2).sum(-1).mean(), {}
@@ -74,7 +91,8 @@ class LLCEstimate:
     loss_trace: Tensor
     lr: float
     localization: float
-    n: int
+    n: int  # samples (0: the exact population loss)
+    nbeta: float
 
     def plateaued(self, tol: float = 0.1) -> bool:
         """The chain-mean loss trace has levelled off: finite, above the start, and its last quarter's mean
@@ -87,37 +105,64 @@ class LLCEstimate:
         return rise > 0 and abs(float(m[-q:].mean() - m[-2 * q : -q].mean())) <= tol * rise
 
 
+def _population_loss(model: nn.Module, batch: Any) -> tuple[Tensor, dict[str, Tensor]]:
+    from tmslab.theory import one_hot_loss
+
+    return one_hot_loss(model.W, model.b), {}
+
+
 def estimate_llc(
-    W: Tensor, b: Tensor, x: Tensor, lr: float, localization: float, chains: int = 4, draws: int = 400,
-    burnin: int = 200, seed: int = 0,
+    W: Tensor, b: Tensor, x: Tensor | None, lr: float, localization: float, chains: int = 4, draws: int = 400,
+    burnin: int = 200, seed: int = 0, nbeta: float | None = None,
 ) -> LLCEstimate:
-    """λ̂ at (W [2, c], b [c]) on the samples x [n, c] with devinterp's SGLD (full batch, nβ = n/log n)."""
+    """λ̂ at (W [2, c], b [c]) with devinterp's SGLD: λ̂ = nβ(E_w[L(w)] − L(w*)).
+
+    With samples x [n, c]: L is the empirical loss, full batch, nβ = n/log n unless given. With x = None: L is
+    the exact population loss `theory.one_hot_loss` (the function whose learning coefficient the theory
+    predicts, free of sampling noise), and nβ must be given; it then only sets the scale at which the
+    posterior resolves the loss (large nβ: the quadratic directions resolve fully).
+    """
     require_devinterp()
     import warnings
 
     from devinterp.optim.sgld import SGLD
     from devinterp.slt.sampler import estimate_learning_coeff_with_summary
-    from torch.utils.data import DataLoader, TensorDataset
+    from torch.utils.data import DataLoader
 
-    n = x.shape[0]
-    nbeta = n / math.log(n)
+    if x is None:
+        if nbeta is None:
+            raise ValueError("nbeta is required when sampling the population loss (x = None).")
+        n, evaluate, batch = 0, _population_loss, (torch.zeros(1, dtype=torch.float64),)
+    else:
+        n, evaluate, batch = x.shape[0], _evaluate, (x.double(),)
+        nbeta = n / math.log(n) if nbeta is None else nbeta
     model = OneHotTMS(W, b)
-    loader = DataLoader(TensorDataset(x.double()), batch_size=n, shuffle=False)
+    # One item, the whole batch, passed through as is: a TensorDataset + batch_size=n would index and collate
+    # n rows per step (≈ 100× the cost of the 30-parameter model's forward pass).
+    loader = DataLoader(_FullBatch(batch[0]), batch_size=1, collate_fn=_first)
     with torch.no_grad():
-        init = float(_evaluate(model, (x.double(),))[0])
+        init = float(evaluate(model, batch)[0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # devinterp's deprecation and "more draws than batches" notices
         out = estimate_learning_coeff_with_summary(
-            model, loader, evaluate=_evaluate, sampling_method=SGLD,
+            model, loader, evaluate=evaluate, sampling_method=SGLD,
             optimizer_kwargs={"lr": lr, "localization": localization, "nbeta": nbeta},
             num_draws=draws, num_chains=chains, num_burnin_steps=burnin, init_loss=init, seed=seed, verbose=False,
         )  # fmt: skip
     trace = torch.as_tensor(out["loss/trace"], dtype=torch.float64)
-    return LLCEstimate(float(out["llc/mean"]), float(out["llc/std"]), init, trace, lr, localization, n)
+    return LLCEstimate(float(out["llc/mean"]), float(out["llc/std"]), init, trace, lr, localization, n, nbeta)
+
+
+def laplace_llc(hessian_eigenvalues: Tensor, nbeta: float, localization: float) -> float:
+    """What λ̂ converges to for a quadratic loss with these Hessian eigenvalues h_i under localisation γ:
+    Σ_i ½·nβh_i/(nβh_i + γ) (a Gaussian posterior). Equals (number of positive eigenvalues)/2 only when
+    nβh_i ≫ γ: the gap is the localisation bias of the estimate, a diagnostic for the chosen (nβ, γ)."""
+    h = hessian_eigenvalues[hessian_eigenvalues > 1e-7 * hessian_eigenvalues.abs().max()].double()
+    return float(0.5 * (nbeta * h / (nbeta * h + localization)).sum())
 
 
 def calibrate(
-    W: Tensor, b: Tensor, x: Tensor, lrs: list[float], localizations: list[float], **kwargs: Any
+    W: Tensor, b: Tensor, x: Tensor | None, lrs: list[float], localizations: list[float], **kwargs: Any
 ) -> tuple[LLCEstimate, list[LLCEstimate]]:
     """Sweep SGLD step size × localisation at one point (devinterp's recommendation): keep the settings whose
     loss trace plateaus, and among them the largest step (fastest mixing) with the weakest localisation (least
