@@ -7,11 +7,12 @@ How it is fast:
   32-bit uniform u per (sample, feature): the feature is active iff u < t = density·2^32 and its
   value is u/t, which is U[0,1) given activity — one draw for both mask and value, vectorisable,
   and reproducible from (seed, instance, step) alone.
-* Fusion. With numba installed, one compiled call runs a whole chunk of steps for every instance
-  (parallel over instances): sample, forward, hand-written backward, AdamW — all in cache-resident
-  [features, batch] scratch rows with the batch innermost. Nothing crosses the Python boundary
-  per step except at hook/progress points. The untied absolute-value model's W1 and W2 travel as
-  one array [W1; W2ᵀ] per instance (`pack_weights`); AdamW is elementwise, so that changes nothing.
+* Fusion. With numba installed, one compiled call runs a whole chunk of steps of one instance
+  (instances run in parallel on threads; the kernel releases the GIL): sample, forward, hand-written
+  backward, AdamW — all in cache-resident [features, batch] scratch rows with the batch innermost.
+  Nothing crosses the Python boundary per step except at hook/progress points. The untied
+  absolute-value model's W1 and W2 travel as one array [W1; W2ᵀ] per instance (`pack_weights`);
+  AdamW is elementwise, so that changes nothing.
 * Without numba the same stream, objective and optimiser run in PyTorch (`_train_torch`); it gives
   the same results up to floating-point rounding, just slower.
 
@@ -26,6 +27,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +44,9 @@ try:  # numba is optional: without it the PyTorch path below runs the same algor
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     _nk = None
 
-KINDS = {"relu-output": 0, "linear": 1, "hidden-relu": 2, "abs": 3}
+#: Kernel number per model kind. relu-output-id trains as relu-output: its m × m identity layer is frozen (a buffer,
+#: never a parameter), so the function, the gradients of W and b and hence AdamW's steps are relu-output's.
+KINDS = {"relu-output": 0, "linear": 1, "hidden-relu": 2, "abs": 3, "relu-output-id": 0}
 DISTS = {"independent": 0, "correlated": 1, "anticorrelated": 2, "one-hot": 3}
 #: At most this many steps per compiled call (progress is reported between calls).
 MAX_CHUNK = 250
@@ -74,11 +78,11 @@ def ensure_cached() -> None:
         return
     _cache_checked = True
     try:
-        index = Path(_nk.train_chunk._cache._cache_file._index_path)
+        index = Path(_nk.train_instance._cache._cache_file._index_path)
     except AttributeError:  # pragma: no cover - a numba without this layout: nothing to align
         return
     try:
-        if index.exists() and _nk.train_chunk._cache._cache_file._load_index():
+        if index.exists() and _nk.train_instance._cache._cache_file._load_index():
             return  # a cache for this very source (a stale index, e.g. after an edit, loads as empty)
     except Exception:  # pragma: no cover - unreadable index: let the child rewrite it
         pass
@@ -351,9 +355,29 @@ def evaluate_sparse(
     lm = log1m(distribution.density.expand(K, n))
     chunk = int(min(8192, max(256, (1 << 22) // n), n_samples))
     out = np.empty(K)
-    _nk.evaluate_sparse(KINDS[model.kind], W, bias, imp, lm, float(distribution.value_max), keys, int(n_samples),
-                        chunk, out)
+    kind, vmax = KINDS[model.kind], float(distribution.value_max)
+
+    def one(k: int) -> None:
+        out[k] = _nk.evaluate_sparse(kind, W[k], bias[k], imp[k], lm[k], vmax, keys[k], int(n_samples), chunk)
+
+    for_instances(one, K)
     return torch.from_numpy(out).float()
+
+
+def for_instances(fn: Callable[[int], None], K: int) -> None:
+    """fn(k) for every instance k, on up to torch.get_num_threads() threads (the kernels release the GIL). Each
+    instance is computed by one thread from its own stream, so the results do not depend on the thread count."""
+    threads = min(K, torch.get_num_threads())
+    if threads <= 1:
+        for k in range(K):
+            fn(k)
+        return
+    pool = ThreadPoolExecutor(threads)
+    try:
+        for future in [pool.submit(fn, k) for k in range(K)]:
+            future.result()
+    finally:  # Ctrl-C: drop the instances not started yet, so the interrupt lands within one chunk
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # ---- training ----------------------------------------------------------------------------------------
@@ -409,9 +433,6 @@ def train_fast(
         return
     ensure_cached()
     keys, thr, lrs = _setup(model, distribution, config, generator)
-    import numba
-
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     K, n, B = model.n_instances, model.n_features, config.batch_size
     with torch.no_grad():
         # The kernel updates the model's own storage in place (float32, contiguous).
@@ -420,17 +441,23 @@ def train_fast(
                 raise ValueError("the fast engine needs contiguous float32 parameters")
         W = pack_weights(model)  # tied kinds: the model's own W; abs: a packed copy, unpacked at every hook
         bias = model.b.detach().numpy()
-        state = [np.zeros_like(W), np.zeros_like(W), np.zeros_like(bias), np.zeros_like(bias)]
+        mW, vW, mb, vb = np.zeros_like(W), np.zeros_like(W), np.zeros_like(bias), np.zeros_like(bias)
         imp = np.ascontiguousarray(importance.detach().float().expand(K, n).numpy())
         lm = log1m(distribution.density.expand(K, n)) if config.sparse else np.zeros((K, n))
         lrs_b, wd, wd_b, growth = _optimiser_arrays(config, lrs)
+        kind, dist = KINDS[model.kind], DISTS[distribution.name]
+        set_size, signed, vmax = int(distribution.set_size), bool(distribution.signed), float(distribution.value_max)
         for s0, s1 in _chunks(config):
             losses = np.empty((K, s1 - s0))
-            _nk.train_chunk(
-                KINDS[model.kind], DISTS[distribution.name], int(distribution.set_size), bool(distribution.signed),
-                float(distribution.value_max), bool(config.sparse), W, bias, *state, imp, thr, lm, keys,
-                float(config.hidden_l1), lrs, lrs_b, wd, wd_b, growth, s0, s1, B, losses,
-            )  # fmt: skip
+
+            def chunk(k: int, s0: int = s0, s1: int = s1, losses: np.ndarray = losses) -> None:
+                _nk.train_instance(
+                    kind, dist, set_size, signed, vmax, bool(config.sparse), W[k], bias[k], mW[k], vW[k], mb[k], vb[k],
+                    imp[k], thr[k], lm[k], keys[k], float(config.hidden_l1), lrs, lrs_b, wd, wd_b, growth, s0, s1, B,
+                    losses[k],
+                )  # fmt: skip
+
+            for_instances(chunk, K)
             last = s1 - 1
             if hook is not None and config.record_every and last % config.record_every == 0:
                 unpack_weights(model, W)
