@@ -17,6 +17,8 @@ from tmslab.training.reference import objective, train_reference
 
 needs_numba = pytest.mark.skipif(not fast.has_numba(), reason="numba is not installed")
 KINDS = ["relu-output", "linear", "hidden-relu", "abs"]
+#: relu-output-id runs relu-output's kernel; the reference loop trains it through its frozen identity layer.
+ALL_KINDS = [*KINDS, "relu-output-id"]
 
 
 def build(config: TrainConfig):
@@ -56,7 +58,7 @@ def eval_loss(model: ToyModel, dist, importance, samples: int = 100_000, seed: i
 
 
 @needs_numba
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ALL_KINDS)
 @pytest.mark.parametrize("hidden_l1", [0.0, 0.3])
 @pytest.mark.parametrize("shape", [(3, 5, 2, 64), (2, 40, 7, 33), (2, 7, 3, 17)])
 def test_loss_and_gradients_match_autograd(kind, hidden_l1, shape):
@@ -252,7 +254,7 @@ def test_determinism_independent_of_thread_count(kind):
 
 
 @needs_numba
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ALL_KINDS)
 def test_numba_matches_torch_fallback(kind):
     """The compiled engine against the reference loop (autograd objective, torch.optim.AdamW on every parameter)
     fed the same batches: same weights after 30 steps, up to float32 rounding."""

@@ -14,21 +14,23 @@ from tmslab.data import Independent
 from tmslab.training import _engine, build, evaluate
 
 
-def test_identity_layer_model_is_frozen_and_equals_relu_output():
-    """The -id model is ReLU(Wᵀ·I·Wx + b) with I frozen: same function and same training as relu-output."""
-    cfg = dict(n_features=5, n_hidden=2, density=[0.05], restarts=2, steps=200, eval_samples=2000, engine="reference")
+@pytest.mark.parametrize("engine", ["reference", "auto"])
+def test_identity_layer_model_is_frozen_and_equals_relu_output(engine):
+    """The -id model is ReLU(Wᵀ·I·Wx + b) with I frozen: same function and same training as relu-output, on the
+    reference loop and on the fast engine (which auto picks for both)."""
+    cfg = dict(n_features=5, n_hidden=2, density=[0.05], restarts=2, steps=200, eval_samples=2000, engine=engine)
     plain, ident = train(TrainConfig(**cfg)), train(TrainConfig(model="relu-output-id", **cfg))
+    assert plain.engine == ident.engine == ("reference" if engine == "reference" else "fast")
     assert torch.equal(plain.params["W"], ident.params["W"]) and torch.equal(plain.params["b"], ident.params["b"])
+    assert torch.equal(plain.eval_loss, ident.eval_loss)
     model = ident.model
     assert [n for n, _ in model.named_parameters()] == ["W", "b"] and set(model.state_dict()) == {"W", "b"}
     assert torch.equal(model.identity, torch.eye(2).expand(2, 2, 2))
 
 
 def test_auto_engine_falls_back_to_the_reference_loop():
-    assert _engine(TrainConfig(model="relu-output-id")) == "reference"
+    assert _engine(TrainConfig(model="relu-output-id")) == "fast"
     assert _engine(TrainConfig(off_features=[1])) == "reference"
-    with pytest.raises(ConfigError, match="relu-output-id"):
-        _engine(TrainConfig(model="relu-output-id", engine="fast"))
     with pytest.raises(ConfigError, match="off_features"):
         _engine(TrainConfig(off_features=[1], engine="fast"))
 
