@@ -177,6 +177,26 @@ def test_signed_sampler_statistics(use_numba):
             assert abs(active.mean().item()) <= 5 * math.sqrt(1 / 3 / na), (i, active.mean())
 
 
+@pytest.mark.parametrize("use_numba", [True, False])
+def test_density_zero_is_never_active(use_numba):
+    """An always-off feature (density 0, paper-spec §6.6) is exactly off in the fast stream, while any positive
+    density keeps a threshold of at least 1 (p ≥ 2⁻³²)."""
+    assert fast.thresholds(torch.tensor([0.0, 1e-12, 1.0])).tolist() == [0.0, 1.0, 2.0**32]
+    for dist in ("independent", "correlated", "anticorrelated"):
+        x = _draw(dist, [0.0, 0.0, 0.5, 0.5], 100_000, use_numba=use_numba, steps=(0, 1))
+        assert (x[:, :2] == 0).all() and torch.isfinite(x).all(), dist
+        _check_active(x[:, 2], 0.5 if dist != "anticorrelated" else 0.25, dist)
+
+
+@needs_numba
+def test_off_features_train_on_the_fast_engine_as_on_the_reference_loop():
+    """off_features on the fast engine: the compiled path equals the reference loop fed the same batches."""
+    config = _small_config(n_features=5, density=[0.3], off_features=[1, 4], steps=30, restarts=3)
+    a, b = _train(config), _train(config, engine=fast._train_torch)
+    for name in ("W", "b"):
+        torch.testing.assert_close(a.params()[name], b.params()[name], rtol=1e-4, atol=2e-5)
+
+
 def test_sampler_fresh_each_step():
     a = _draw("independent", [0.5] * 3, 512, steps=(0,))
     b = _draw("independent", [0.5] * 3, 512, steps=(1,))
@@ -206,7 +226,7 @@ def test_other_distributions_statistics():
 @pytest.mark.parametrize("signed", [False, True])
 @pytest.mark.parametrize("dist", ["independent", "correlated", "anticorrelated", "one-hot"])
 def test_numba_and_torch_samplers_identical(dist, signed):
-    thr = fast.thresholds(torch.tensor([[1.0, 0.5, 0.01, 0.3], [0.2, 0.2, 0.7, 0.001]]))
+    thr = fast.thresholds(torch.tensor([[1.0, 0.5, 0.01, 0.3], [0.2, 0.2, 0.0, 0.001]]))
     keys = fast.instance_keys(9, 2)
     for B in (101, 64):
         a = fast.sample_torch(dist, thr, keys, 5, B, 2, signed)

@@ -28,11 +28,10 @@ def test_identity_layer_model_is_frozen_and_equals_relu_output(engine):
     assert torch.equal(model.identity, torch.eye(2).expand(2, 2, 2))
 
 
-def test_auto_engine_falls_back_to_the_reference_loop():
+def test_auto_engine_picks_the_fast_engine():
+    """Both targets train on the fast engine: the frozen identity changes no gradient, density 0 is exact there."""
     assert _engine(TrainConfig(model="relu-output-id")) == "fast"
-    assert _engine(TrainConfig(off_features=[1])) == "reference"
-    with pytest.raises(ConfigError, match="off_features"):
-        _engine(TrainConfig(off_features=[1], engine="fast"))
+    assert _engine(TrainConfig(off_features=[1])) == "fast"
 
 
 def test_off_features_are_never_active():
@@ -66,7 +65,7 @@ def test_shifted_loss_is_recorded(tmp_path, capsys):
             "--eval-density", "0.1,1", "--steps", "100", "--eval-samples", "4000", "--quiet", "--out"]
     assert main([*args, str(tmp_path / "r")]) == 0
     cfg = json.loads((tmp_path / "r" / "config.json").read_text())
-    assert cfg["off_features"] == [4] and cfg["eval_density"] == [0.1, 1.0] and cfg["engine"] == "reference"
+    assert cfg["off_features"] == [4] and cfg["eval_density"] == [0.1, 1.0] and cfg["engine"] == "fast"
     recs = json.loads((tmp_path / "r" / "metrics.json").read_text())["instances"]
     assert all(r["shifted_eval_loss"] > r["eval_loss"] for r in recs)
     assert [r["eval_density"] for r in recs] == [0.1, 1.0]

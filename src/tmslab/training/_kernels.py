@@ -85,7 +85,7 @@ def sample_batch(X, dist, thr, set_size, signed, key, step, buf, buf2, vmax=1.0)
         for i in range(n):
             fill_u32(buf, key, _row_base(step, i, rows, half))
             t = thr[i]
-            inv = 1.0 / t
+            inv = 1.0 / t if t > 0.0 else 0.0  # t = 0: never active (density 0)
             for b in range(B):
                 u = buf[b]
                 v = _scale(u * inv, signed, vmax)
@@ -95,7 +95,7 @@ def sample_batch(X, dist, thr, set_size, signed, key, step, buf, buf2, vmax=1.0)
         for s in range(n_sets):
             f0 = s * set_size
             t = thr[f0]
-            inv = 1.0 / t
+            inv = 1.0 / t if t > 0.0 else 0.0  # t = 0: never active (density 0)
             fill_u32(buf, key, _row_base(step, n + s, rows, half))  # set mask
             if dist == DIST_CORRELATED:
                 for i in range(f0, f0 + set_size):

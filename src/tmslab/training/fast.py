@@ -137,9 +137,10 @@ def instance_keys(seed: int, n_instances: int) -> np.ndarray:
 
 
 def thresholds(density: Tensor) -> np.ndarray:
-    """t = round(p·2^32) as float64 (exact integers), at least 1: feature active iff u32 < t."""
+    """t = round(p·2^32) as float64 (exact integers): feature active iff u32 < t. At least 1 for any p > 0; 0 for
+    p = 0, a feature that is never active (always-off features, paper-spec §6.6)."""
     d = density.detach().double().cpu().numpy()
-    return np.clip(np.rint(d * 2.0**32), 1.0, 2.0**32)
+    return np.where(d > 0, np.clip(np.rint(d * 2.0**32), 1.0, 2.0**32), 0.0)
 
 
 def _torch_mix64(z: Tensor) -> Tensor:
