@@ -403,14 +403,15 @@ def test_first_run_after_install_equals_later_runs(tmp_path):
 
     code = (
         "import hashlib; from tmslab import TrainConfig, train\n"
-        "for kind in ('relu-output', 'abs'):\n"
+        "for kind, sparse in (('relu-output', False), ('abs', False), ('relu-output', True)):\n"
         "    r = train(TrainConfig(model=kind, n_features=5, n_hidden=2, density=[1.0, 0.1], restarts=2, steps=300, "
-        "seed=3, eval_samples=256))\n"
-        "    h = hashlib.sha256(b''.join(p.numpy().tobytes() for p in r.params.values())).hexdigest()\n"
+        "seed=3, eval_samples=256, sparse=sparse))\n"
+        "    tensors = [*r.params.values(), r.eval_loss]  # sparse: the compiled evaluation too\n"
+        "    h = hashlib.sha256(b''.join(p.numpy().tobytes() for p in tensors)).hexdigest()\n"
         "    print(r.engine, h)"
     )
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
     runs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True) for _ in range(2)]
     assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:]
     cold, warm = (r.stdout.split() for r in runs)
-    assert cold[0::2] == ["fast", "fast"] and cold == warm
+    assert cold[0::2] == ["fast"] * 3 and cold == warm

@@ -61,45 +61,48 @@ def has_numba() -> bool:
 
 
 _WARMUP_ENV = "TMSLAB_NUMBA_WARMUP"
-_cache_checked = False
+_cache_checked: set[str] = set()
 
 
-def ensure_cached() -> None:
-    """Make this process run the kernels from numba's on-disk cache, compiling them in a child if needed.
+def ensure_cached(kernel: str = "train_instance") -> None:
+    """Make this process run `kernel` (train_instance or evaluate_sparse) from numba's on-disk cache, compiling it
+    in a child if needed.
 
     With fastmath, a kernel compiled in the calling process can round differently from the same kernel
     loaded from the cache (LLVM optimises the freshly linked callees together), so the first run after an
     install would differ in the last bits from every later run. Compiling in a child and loading here keeps
     "same config and seed → same weights" true from the very first run. Where the cache cannot be written,
-    every process compiles afresh, which is consistent too.
+    every process compiles afresh, which is consistent too. Each kernel is compiled when first needed: a dense
+    run never waits for the sparse evaluation's compilation.
     """
-    global _cache_checked
-    if _cache_checked or _nk is None or os.environ.get(_WARMUP_ENV):
+    if kernel in _cache_checked or _nk is None or os.environ.get(_WARMUP_ENV):
         return
-    _cache_checked = True
+    _cache_checked.add(kernel)
+    dispatcher = getattr(_nk, kernel)
     try:
-        index = Path(_nk.train_instance._cache._cache_file._index_path)
+        index = Path(dispatcher._cache._cache_file._index_path)
     except AttributeError:  # pragma: no cover - a numba without this layout: nothing to align
         return
     try:
-        if index.exists() and _nk.train_instance._cache._cache_file._load_index():
+        if index.exists() and dispatcher._cache._cache_file._load_index():
             return  # a cache for this very source (a stale index, e.g. after an edit, loads as empty)
     except Exception:  # pragma: no cover - unreadable index: let the child rewrite it
         pass
-    code = "from tmslab.training.fast import warm_up; warm_up()"
+    code = f"from tmslab.training.fast import warm_up; warm_up({kernel!r})"
     subprocess.run([sys.executable, "-c", code], env={**os.environ, _WARMUP_ENV: "1"}, check=False,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def warm_up() -> None:
-    """Compile (and cache) the training and evaluation kernels with two-step runs."""
+def warm_up(kernel: str = "train_instance") -> None:
+    """Compile (and cache) `kernel` with a tiny run (dense and sparse training share one compiled signature)."""
     from tmslab.training import build
 
-    for sparse in (False, True):
-        config = TrainConfig(n_features=3, n_hidden=2, steps=2, batch_size=4, eval_samples=4, sparse=sparse)
-        model, dist, importance = build(config)
+    config = TrainConfig(n_features=3, n_hidden=2, steps=2, batch_size=4, eval_samples=4, sparse=True)
+    model, dist, importance = build(config)
+    if kernel == "evaluate_sparse":
+        evaluate_sparse(model, dist, importance, 4)
+    else:
         train_fast(model, dist, importance, config, torch.Generator().manual_seed(0))
-    evaluate_sparse(model, dist, importance, 4)
 
 
 def supports(config: TrainConfig) -> str | None:
@@ -348,6 +351,7 @@ def evaluate_sparse(
     """The paper's L per instance on n_samples samples of the sparse stream with a fixed seed, in the compiled
     engine (parallel over instances). As `training.evaluate`: the restarts of a configuration are scored on
     identical samples (they share the configuration's stream key), so differences between restarts are paired."""
+    ensure_cached("evaluate_sparse")
     K, n = model.n_instances, model.n_features
     keys = np.repeat(instance_keys(seed, K // restarts), restarts)
     W = np.ascontiguousarray(pack_weights(model), dtype=np.float32)
