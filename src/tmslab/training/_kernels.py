@@ -3,7 +3,7 @@
 Layout: one instance at a time, the batch dimension innermost ([features, batch] and
 [hidden, batch] scratch rows), so every inner loop is a contiguous, vectorisable sweep over the
 batch. An instance's whole chunk of steps (sample → forward → backward → AdamW) runs inside one
-compiled call (`train_instance`, which releases the GIL: `fast` runs instances on parallel threads); each
+compiled call (`train_dense` / `train_sparse`, which release the GIL: `fast` runs instances on threads); each
 instance is computed sequentially by one thread with its own counter-based random stream, so results do not
 depend on the thread count.
 
@@ -595,14 +595,30 @@ def evaluate_sparse(kind, W, bias, imp, log1m, vmax, key, n_samples, chunk):
     return total / n_samples
 
 
+@njit(cache=True)
+def optimiser_step(W, bias, gW, gb, mW, vW, mb, vb, lrs, lrs_b, wd, wd_b, growth, s):
+    """Step s (0-based) of the optimiser on W[rows, n] and bias[n] from gradients gW, gb: §6.5's growth γ < 0 on W
+    (0: none), then AdamW on W and on b with their own learning rates lrs[s], lrs_b[s] and decays wd, wd_b."""
+    if growth < 0.0:
+        weight_growth(W, lrs[s] * growth)
+    lr = lrs[s]
+    t = s + 1.0
+    bc1 = 1.0 - 0.9**t
+    bc2 = 1.0 - 0.999**t
+    bc2_sqrt = bc2**0.5
+    adamw(W.reshape(W.size), gW.reshape(gW.size), mW.reshape(mW.size), vW.reshape(vW.size), lr, wd, lr / bc1,
+          bc2_sqrt)
+    lr_b = lrs_b[s]
+    adamw(bias, gb, mb, vb, lr_b, wd_b, lr_b / bc1, bc2_sqrt)
+
+
 @njit(cache=True, nogil=True)
-def train_instance(kind, dist, set_size, signed, vmax, sparse, W, bias, mW, vW, mb, vb, imp, thr, log1m, key, l1,
-                   lrs, lrs_b, wd, wd_b, growth, s0, s1, B, losses):
-    """Steps s0 … s1−1 of one instance: W[rows, n], bias[n] and their AdamW moments in place, losses[s − s0] ←
-    batch L. lrs / lrs_b: W's and b's learning rate per step; wd / wd_b: their decoupled decay (≥ 0); growth:
-    §6.5's γ < 0 applied to W before the Adam step (0: none). sparse: draw batches with `sample_sparse`
-    (independent features only) instead of the dense counter stream. Releases the GIL: `fast` runs instances
-    on Python threads (a numba parallel loop here cost ≈ 20 s more compilation on a fresh install)."""
+def train_dense(kind, dist, set_size, signed, vmax, W, bias, mW, vW, mb, vb, imp, thr, key, l1, lrs, lrs_b, wd, wd_b,
+                growth, s0, s1, B, losses):
+    """Steps s0 … s1−1 of one instance on the dense counter stream: W[rows, n], bias[n] and their AdamW moments in
+    place, losses[s − s0] ← batch L (optimiser arguments as `optimiser_step`). Releases the GIL: `fast` runs
+    instances on Python threads (a numba parallel loop here cost ≈ 20 s more compilation on a fresh install), and
+    the sparse path is a separate kernel (`train_sparse`) so that a dense run never compiles it."""
     rows, n = W.shape
     m = rows // 2 if kind == KIND_ABS else rows  # hidden units (abs packs [W1; W2ᵀ] into W)
     X = np.empty((n, B), dtype=np.float32)
@@ -613,37 +629,33 @@ def train_instance(kind, dist, set_size, signed, vmax, sparse, W, bias, mW, vW, 
     gb = np.empty(n, dtype=np.float32)
     buf = np.empty(B, dtype=np.float64)
     buf2 = np.empty(B, dtype=np.float64)
-    Wf = W.reshape(rows * n)
-    mWf = mW.reshape(rows * n)
-    vWf = vW.reshape(rows * n)
-    gWf = gW.reshape(rows * n)
+    for s in range(s0, s1):
+        sample_batch(X, dist, thr, set_size, signed, key, s, buf, buf2, vmax)
+        losses[s - s0] = loss_and_grad(kind, W, bias, imp, X, l1, h, G, dh, gW, gb)
+        optimiser_step(W, bias, gW, gb, mW, vW, mb, vb, lrs, lrs_b, wd, wd_b, growth, s)
+
+
+@njit(cache=True, nogil=True)
+def train_sparse(kind, vmax, W, bias, mW, vW, mb, vb, imp, log1m, key, l1, lrs, lrs_b, wd, wd_b, growth, s0, s1, B,
+                 losses):
+    """`train_dense` with batches drawn by `sample_sparse` (config.sparse: independent features, tied kinds)."""
+    m, n = W.shape
+    X = np.empty((n, B), dtype=np.float32)
+    h = np.empty((m, B), dtype=np.float32)
+    G = np.empty((n, B), dtype=np.float32)
+    gW = np.empty((m, n), dtype=np.float32)
+    gb = np.empty(n, dtype=np.float32)
     start = np.empty(n + 1, dtype=np.int64)
-    cap = 64 + 2 * B if sparse else 1
-    pos = np.empty(cap, dtype=np.int64)
-    val = np.empty(cap, dtype=np.float32)
-    sm = m if sparse else 1
-    hT = np.empty((B if sparse else 1, sm), dtype=np.float32)
-    dhT = np.empty((B if sparse else 1, sm), dtype=np.float32)
-    WT = np.empty((n if sparse else 1, sm), dtype=np.float32)
-    gWT = np.empty((n if sparse else 1, sm), dtype=np.float32)
+    pos = np.empty(64 + 2 * B, dtype=np.int64)
+    val = np.empty(64 + 2 * B, dtype=np.float32)
+    hT = np.empty((B, m), dtype=np.float32)
+    dhT = np.empty((B, m), dtype=np.float32)
+    WT = np.empty((n, m), dtype=np.float32)
+    gWT = np.empty((n, m), dtype=np.float32)
     live = np.empty(B, dtype=np.int64)
     for s in range(s0, s1):
-        if sparse:
-            nnz, pos, val = sparse_batch(log1m, vmax, key, s, B, start, pos, val)
-            scatter_dense(X, start, pos, val)
-            losses[s - s0] = loss_and_grad_sparse(kind, W, bias, imp, X, start, pos, val, l1, h, hT, dhT, G, WT, gWT,
-                                                  live, gW, gb)
-        else:
-            sample_batch(X, dist, thr, set_size, signed, key, s, buf, buf2, vmax)
-            losses[s - s0] = loss_and_grad(kind, W, bias, imp, X, l1, h, G, dh, gW, gb)
-        if growth < 0.0:
-            weight_growth(W, lrs[s] * growth)
-        lr = lrs[s]
-        t = s + 1.0
-        bc1 = 1.0 - 0.9**t
-        bc2 = 1.0 - 0.999**t
-        step_size = lr / bc1
-        bc2_sqrt = bc2**0.5
-        adamw(Wf, gWf, mWf, vWf, lr, wd, step_size, bc2_sqrt)
-        lr_b = lrs_b[s]
-        adamw(bias, gb, mb, vb, lr_b, wd_b, lr_b / bc1, bc2_sqrt)
+        nnz, pos, val = sparse_batch(log1m, vmax, key, s, B, start, pos, val)
+        scatter_dense(X, start, pos, val)
+        losses[s - s0] = loss_and_grad_sparse(kind, W, bias, imp, X, start, pos, val, l1, h, hT, dhT, G, WT, gWT,
+                                              live, gW, gb)
+        optimiser_step(W, bias, gW, gb, mW, vW, mb, vb, lrs, lrs_b, wd, wd_b, growth, s)

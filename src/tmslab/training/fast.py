@@ -64,16 +64,16 @@ _WARMUP_ENV = "TMSLAB_NUMBA_WARMUP"
 _cache_checked: set[str] = set()
 
 
-def ensure_cached(kernel: str = "train_instance") -> None:
-    """Make this process run `kernel` (train_instance or evaluate_sparse) from numba's on-disk cache, compiling it
-    in a child if needed.
+def ensure_cached(kernel: str = "train_dense") -> None:
+    """Make this process run `kernel` (train_dense, train_sparse or evaluate_sparse) from numba's on-disk cache,
+    compiling it in a child if needed.
 
     With fastmath, a kernel compiled in the calling process can round differently from the same kernel
     loaded from the cache (LLVM optimises the freshly linked callees together), so the first run after an
     install would differ in the last bits from every later run. Compiling in a child and loading here keeps
     "same config and seed → same weights" true from the very first run. Where the cache cannot be written,
     every process compiles afresh, which is consistent too. Each kernel is compiled when first needed: a dense
-    run never waits for the sparse evaluation's compilation.
+    run never waits for the sparse kernels' compilation.
     """
     if kernel in _cache_checked or _nk is None or os.environ.get(_WARMUP_ENV):
         return
@@ -93,11 +93,12 @@ def ensure_cached(kernel: str = "train_instance") -> None:
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def warm_up(kernel: str = "train_instance") -> None:
-    """Compile (and cache) `kernel` with a tiny run (dense and sparse training share one compiled signature)."""
+def warm_up(kernel: str = "train_dense") -> None:
+    """Compile (and cache) `kernel` with a tiny run."""
     from tmslab.training import build
 
-    config = TrainConfig(n_features=3, n_hidden=2, steps=2, batch_size=4, eval_samples=4, sparse=True)
+    sparse = kernel != "train_dense"
+    config = TrainConfig(n_features=3, n_hidden=2, steps=2, batch_size=4, eval_samples=4, sparse=sparse)
     model, dist, importance = build(config)
     if kernel == "evaluate_sparse":
         evaluate_sparse(model, dist, importance, 4)
@@ -436,7 +437,7 @@ def train_fast(
     if _nk is None:
         _train_torch(model, distribution, importance, config, generator, hook, progress)
         return
-    ensure_cached()
+    ensure_cached("train_sparse" if config.sparse else "train_dense")
     keys, thr, lrs = _setup(model, distribution, config, generator)
     K, n, B = model.n_instances, model.n_features, config.batch_size
     with torch.no_grad():
@@ -452,15 +453,17 @@ def train_fast(
         lrs_b, wd, wd_b, growth = _optimiser_arrays(config, lrs)
         kind, dist = KINDS[model.kind], DISTS[distribution.name]
         set_size, signed, vmax = int(distribution.set_size), bool(distribution.signed), float(distribution.value_max)
+        l1 = float(config.hidden_l1)
         for s0, s1 in _chunks(config):
             losses = np.empty((K, s1 - s0))
 
             def chunk(k: int, s0: int = s0, s1: int = s1, losses: np.ndarray = losses) -> None:
-                _nk.train_instance(
-                    kind, dist, set_size, signed, vmax, bool(config.sparse), W[k], bias[k], mW[k], vW[k], mb[k], vb[k],
-                    imp[k], thr[k], lm[k], keys[k], float(config.hidden_l1), lrs, lrs_b, wd, wd_b, growth, s0, s1, B,
-                    losses[k],
-                )  # fmt: skip
+                if config.sparse:
+                    _nk.train_sparse(kind, vmax, W[k], bias[k], mW[k], vW[k], mb[k], vb[k], imp[k], lm[k], keys[k], l1,
+                                     lrs, lrs_b, wd, wd_b, growth, s0, s1, B, losses[k])
+                    return
+                _nk.train_dense(kind, dist, set_size, signed, vmax, W[k], bias[k], mW[k], vW[k], mb[k], vb[k], imp[k],
+                                thr[k], keys[k], l1, lrs, lrs_b, wd, wd_b, growth, s0, s1, B, losses[k])
 
             for_instances(chunk, K)
             last = s1 - 1
