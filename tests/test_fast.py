@@ -17,6 +17,8 @@ from tmslab.training.reference import objective, train_reference
 
 needs_numba = pytest.mark.skipif(not fast.has_numba(), reason="numba is not installed")
 KINDS = ["relu-output", "linear", "hidden-relu", "abs"]
+#: relu-output-id runs relu-output's kernel; the reference loop trains it through its frozen identity layer.
+ALL_KINDS = [*KINDS, "relu-output-id"]
 
 
 def build(config: TrainConfig):
@@ -56,7 +58,7 @@ def eval_loss(model: ToyModel, dist, importance, samples: int = 100_000, seed: i
 
 
 @needs_numba
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ALL_KINDS)
 @pytest.mark.parametrize("hidden_l1", [0.0, 0.3])
 @pytest.mark.parametrize("shape", [(3, 5, 2, 64), (2, 40, 7, 33), (2, 7, 3, 17)])
 def test_loss_and_gradients_match_autograd(kind, hidden_l1, shape):
@@ -175,6 +177,26 @@ def test_signed_sampler_statistics(use_numba):
             assert abs(active.mean().item()) <= 5 * math.sqrt(1 / 3 / na), (i, active.mean())
 
 
+@pytest.mark.parametrize("use_numba", [True, False])
+def test_density_zero_is_never_active(use_numba):
+    """An always-off feature (density 0, paper-spec §6.6) is exactly off in the fast stream, while any positive
+    density keeps a threshold of at least 1 (p ≥ 2⁻³²)."""
+    assert fast.thresholds(torch.tensor([0.0, 1e-12, 1.0])).tolist() == [0.0, 1.0, 2.0**32]
+    for dist in ("independent", "correlated", "anticorrelated"):
+        x = _draw(dist, [0.0, 0.0, 0.5, 0.5], 100_000, use_numba=use_numba, steps=(0, 1))
+        assert (x[:, :2] == 0).all() and torch.isfinite(x).all(), dist
+        _check_active(x[:, 2], 0.5 if dist != "anticorrelated" else 0.25, dist)
+
+
+@needs_numba
+def test_off_features_train_on_the_fast_engine_as_on_the_reference_loop():
+    """off_features on the fast engine: the compiled path equals the reference loop fed the same batches."""
+    config = _small_config(n_features=5, density=[0.3], off_features=[1, 4], steps=30, restarts=3)
+    a, b = _train(config), _train(config, engine=fast._train_torch)
+    for name in ("W", "b"):
+        torch.testing.assert_close(a.params()[name], b.params()[name], rtol=1e-4, atol=2e-5)
+
+
 def test_sampler_fresh_each_step():
     a = _draw("independent", [0.5] * 3, 512, steps=(0,))
     b = _draw("independent", [0.5] * 3, 512, steps=(1,))
@@ -204,7 +226,7 @@ def test_other_distributions_statistics():
 @pytest.mark.parametrize("signed", [False, True])
 @pytest.mark.parametrize("dist", ["independent", "correlated", "anticorrelated", "one-hot"])
 def test_numba_and_torch_samplers_identical(dist, signed):
-    thr = fast.thresholds(torch.tensor([[1.0, 0.5, 0.01, 0.3], [0.2, 0.2, 0.7, 0.001]]))
+    thr = fast.thresholds(torch.tensor([[1.0, 0.5, 0.01, 0.3], [0.2, 0.2, 0.0, 0.001]]))
     keys = fast.instance_keys(9, 2)
     for B in (101, 64):
         a = fast.sample_torch(dist, thr, keys, 5, B, 2, signed)
@@ -252,7 +274,7 @@ def test_determinism_independent_of_thread_count(kind):
 
 
 @needs_numba
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ALL_KINDS)
 def test_numba_matches_torch_fallback(kind):
     """The compiled engine against the reference loop (autograd objective, torch.optim.AdamW on every parameter)
     fed the same batches: same weights after 30 steps, up to float32 rounding."""
@@ -381,14 +403,15 @@ def test_first_run_after_install_equals_later_runs(tmp_path):
 
     code = (
         "import hashlib; from tmslab import TrainConfig, train\n"
-        "for kind in ('relu-output', 'abs'):\n"
+        "for kind, sparse in (('relu-output', False), ('abs', False), ('relu-output', True)):\n"
         "    r = train(TrainConfig(model=kind, n_features=5, n_hidden=2, density=[1.0, 0.1], restarts=2, steps=300, "
-        "seed=3, eval_samples=256))\n"
-        "    h = hashlib.sha256(b''.join(p.numpy().tobytes() for p in r.params.values())).hexdigest()\n"
+        "seed=3, eval_samples=256, sparse=sparse))\n"
+        "    tensors = [*r.params.values(), r.eval_loss]  # sparse: the compiled evaluation too\n"
+        "    h = hashlib.sha256(b''.join(p.numpy().tobytes() for p in tensors)).hexdigest()\n"
         "    print(r.engine, h)"
     )
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
     runs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True) for _ in range(2)]
     assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:]
     cold, warm = (r.stdout.split() for r in runs)
-    assert cold[0::2] == ["fast", "fast"] and cold == warm
+    assert cold[0::2] == ["fast"] * 3 and cold == warm

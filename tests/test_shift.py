@@ -14,23 +14,24 @@ from tmslab.data import Independent
 from tmslab.training import _engine, build, evaluate
 
 
-def test_identity_layer_model_is_frozen_and_equals_relu_output():
-    """The -id model is ReLU(Wᵀ·I·Wx + b) with I frozen: same function and same training as relu-output."""
-    cfg = dict(n_features=5, n_hidden=2, density=[0.05], restarts=2, steps=200, eval_samples=2000, engine="reference")
+@pytest.mark.parametrize("engine", ["reference", "auto"])
+def test_identity_layer_model_is_frozen_and_equals_relu_output(engine):
+    """The -id model is ReLU(Wᵀ·I·Wx + b) with I frozen: same function and same training as relu-output, on the
+    reference loop and on the fast engine (which auto picks for both)."""
+    cfg = dict(n_features=5, n_hidden=2, density=[0.05], restarts=2, steps=200, eval_samples=2000, engine=engine)
     plain, ident = train(TrainConfig(**cfg)), train(TrainConfig(model="relu-output-id", **cfg))
+    assert plain.engine == ident.engine == ("reference" if engine == "reference" else "fast")
     assert torch.equal(plain.params["W"], ident.params["W"]) and torch.equal(plain.params["b"], ident.params["b"])
+    assert torch.equal(plain.eval_loss, ident.eval_loss)
     model = ident.model
     assert [n for n, _ in model.named_parameters()] == ["W", "b"] and set(model.state_dict()) == {"W", "b"}
     assert torch.equal(model.identity, torch.eye(2).expand(2, 2, 2))
 
 
-def test_auto_engine_falls_back_to_the_reference_loop():
-    assert _engine(TrainConfig(model="relu-output-id")) == "reference"
-    assert _engine(TrainConfig(off_features=[1])) == "reference"
-    with pytest.raises(ConfigError, match="relu-output-id"):
-        _engine(TrainConfig(model="relu-output-id", engine="fast"))
-    with pytest.raises(ConfigError, match="off_features"):
-        _engine(TrainConfig(off_features=[1], engine="fast"))
+def test_auto_engine_picks_the_fast_engine():
+    """Both targets train on the fast engine: the frozen identity changes no gradient, density 0 is exact there."""
+    assert _engine(TrainConfig(model="relu-output-id")) == "fast"
+    assert _engine(TrainConfig(off_features=[1])) == "fast"
 
 
 def test_off_features_are_never_active():
@@ -64,7 +65,7 @@ def test_shifted_loss_is_recorded(tmp_path, capsys):
             "--eval-density", "0.1,1", "--steps", "100", "--eval-samples", "4000", "--quiet", "--out"]
     assert main([*args, str(tmp_path / "r")]) == 0
     cfg = json.loads((tmp_path / "r" / "config.json").read_text())
-    assert cfg["off_features"] == [4] and cfg["eval_density"] == [0.1, 1.0] and cfg["engine"] == "reference"
+    assert cfg["off_features"] == [4] and cfg["eval_density"] == [0.1, 1.0] and cfg["engine"] == "fast"
     recs = json.loads((tmp_path / "r" / "metrics.json").read_text())["instances"]
     assert all(r["shifted_eval_loss"] > r["eval_loss"] for r in recs)
     assert [r["eval_density"] for r in recs] == [0.1, 1.0]

@@ -230,14 +230,16 @@ def _entries() -> list[ZooModel]:
                  "A regular pentagon.", TrainConfig(**pd_small), pentagon, "§6.6, E1b", ("param-decomp",)),
         ZooModel("tms-5-2-id", "TMS 5-2 with a frozen identity layer (param-decomp)",
                  f"{_PD}; a frozen 2 × 2 identity between encoder and decoder; batch 1024, 10k steps, lr 5e-3; "
-                 "best of 8 seeds (reference loop).", TrainConfig(model="relu-output-id", **pd_small), pentagon,
+                 "best of 8 seeds; trained as tms-5-2 (the frozen identity changes no gradient).",
+                 TrainConfig(model="relu-output-id", **pd_small), pentagon,
                  "§6.6, E1b", ("param-decomp",)),
         ZooModel("tms-40-10", "TMS 40-10 (param-decomp)", f"{_PD}; batch 8192, 10k steps, lr 5e-3, bias "
                  "initialised to zero; one seed, as param-decomp trains it.", TrainConfig(**pd_large), superposed,
                  "§6.6, E2", ("param-decomp",)),
         ZooModel("tms-40-10-id", "TMS 40-10 with a frozen identity layer (param-decomp)",
                  f"{_PD}; a frozen 10 × 10 identity between encoder and decoder; batch 8192, 10k steps, lr 5e-3; "
-                 "one seed (reference loop).", TrainConfig(model="relu-output-id", **pd_large), superposed,
+                 "one seed; trained as tms-40-10 (the frozen identity changes no gradient).",
+                 TrainConfig(model="relu-output-id", **pd_large), superposed,
                  "§6.6, E2", ("param-decomp",)),
         ZooModel("tms-5-2-off", "TMS 5-2 with an always-off feature (distribution shift)",
                  f"{_PD}; feature 4 never active in training; the shifted loss with it on at p = 0.05 is recorded "

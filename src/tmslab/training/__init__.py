@@ -178,9 +178,6 @@ def _engine(config: TrainConfig) -> str:
     except ImportError:  # pragma: no cover - fast engine always ships, its deps may not
         fast = None
     reason = "fast engine unavailable" if fast is None else fast.supports(config)
-    if reason is None and config.off_features:
-        # The fast engine's thresholds keep every density ≥ 2^-32; an always-off feature must be exactly off.
-        reason = "always-off features (off_features) need the reference loop"
     if reason is None:
         return "fast"
     if config.engine == "fast":

@@ -3,8 +3,9 @@
 Layout: one instance at a time, the batch dimension innermost ([features, batch] and
 [hidden, batch] scratch rows), so every inner loop is a contiguous, vectorisable sweep over the
 batch. An instance's whole chunk of steps (sample → forward → backward → AdamW) runs inside one
-compiled call, in parallel over instances; each instance is computed sequentially by one thread
-with its own counter-based random stream, so results do not depend on the thread count.
+compiled call (`train_dense` / `train_sparse`, which release the GIL: `fast` runs instances on threads); each
+instance is computed sequentially by one thread with its own counter-based random stream, so results do not
+depend on the thread count.
 
 The random numbers are SplitMix64 outputs of (instance key, counter); `fast._torch_u32_rows`
 implements the identical stream in PyTorch for the fallback path, and the tests check both agree.
@@ -13,7 +14,7 @@ implements the identical stream in PyTorch for the fallback path, and the tests 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 U64 = np.uint64
 GAMMA = U64(0x9E3779B97F4A7C15)
@@ -84,7 +85,7 @@ def sample_batch(X, dist, thr, set_size, signed, key, step, buf, buf2, vmax=1.0)
         for i in range(n):
             fill_u32(buf, key, _row_base(step, i, rows, half))
             t = thr[i]
-            inv = 1.0 / t
+            inv = 1.0 / t if t > 0.0 else 0.0  # t = 0: never active (density 0)
             for b in range(B):
                 u = buf[b]
                 v = _scale(u * inv, signed, vmax)
@@ -94,7 +95,7 @@ def sample_batch(X, dist, thr, set_size, signed, key, step, buf, buf2, vmax=1.0)
         for s in range(n_sets):
             f0 = s * set_size
             t = thr[f0]
-            inv = 1.0 / t
+            inv = 1.0 / t if t > 0.0 else 0.0  # t = 0: never active (density 0)
             fill_u32(buf, key, _row_base(step, n + s, rows, half))  # set mask
             if dist == DIST_CORRELATED:
                 for i in range(f0, f0 + set_size):
@@ -562,87 +563,99 @@ def loss_and_grad_sparse(kind, W, bias, imp, X, start, pos, val, l1, h, hT, dhT,
     return loss / B
 
 
-@njit(parallel=True, cache=True)
-def evaluate_sparse(kind, W, bias, imp, log1m, vmax, keys, n_samples, chunk, out):
-    """out[k] ← the paper's L of instance k on n_samples samples of the sparse stream keys[k], in chunks of
-    `chunk` samples (chunk c = stream step c). Restarts of one configuration share a key, hence samples."""
-    K, rows, n = W.shape
+@njit(cache=True, nogil=True)
+def evaluate_sparse(kind, W, bias, imp, log1m, vmax, key, n_samples, chunk):
+    """The paper's L of one instance (W[rows, n], bias[n], imp[n], log1m[n]) on n_samples samples of the sparse
+    stream `key`, in chunks of `chunk` samples (chunk c = stream step c). Restarts of one configuration share a
+    key, hence samples. Releases the GIL (instances run on Python threads)."""
+    rows, n = W.shape
     m = rows // 2 if kind == KIND_ABS else rows
     n_chunks = (n_samples + chunk - 1) // chunk
-    for k in prange(K):
-        X = np.empty((n, chunk), dtype=np.float32)
-        G = np.empty((n, chunk), dtype=np.float32)
-        h = np.empty((m, chunk), dtype=np.float32)
-        hT = np.empty((chunk, m), dtype=np.float32)
-        gb = np.empty(n, dtype=np.float32)
-        start = np.empty(n + 1, dtype=np.int64)
-        cap = 64 + 2 * chunk
-        pos = np.empty(cap, dtype=np.int64)
-        val = np.empty(cap, dtype=np.float32)
-        total = 0.0
-        for c in range(n_chunks):
-            B = min(chunk, n_samples - c * chunk)
-            nnz, pos, val = sparse_batch(log1m[k], vmax, keys[k], c, B, start, pos, val)
-            Xc = X[:, :B]
-            scatter_dense(Xc, start, pos, val)
-            encode_sparse(W[k, :m], start, pos, val, h[:, :B], hT[:B])
-            if kind == KIND_HIDDEN_RELU or kind == KIND_ABS:
-                for kk in range(m):
-                    for b in range(B):
-                        h[kk, b] = max(h[kk, b], np.float32(0.0))
-            total += decode(kind, W[k], bias[k], imp[k], Xc, h[:, :B], G[:, :B], gb, 0.0)
-        out[k] = total / n_samples
+    X = np.empty((n, chunk), dtype=np.float32)
+    G = np.empty((n, chunk), dtype=np.float32)
+    h = np.empty((m, chunk), dtype=np.float32)
+    hT = np.empty((chunk, m), dtype=np.float32)
+    gb = np.empty(n, dtype=np.float32)
+    start = np.empty(n + 1, dtype=np.int64)
+    cap = 64 + 2 * chunk
+    pos = np.empty(cap, dtype=np.int64)
+    val = np.empty(cap, dtype=np.float32)
+    total = 0.0
+    for c in range(n_chunks):
+        B = min(chunk, n_samples - c * chunk)
+        nnz, pos, val = sparse_batch(log1m, vmax, key, c, B, start, pos, val)
+        Xc = X[:, :B]
+        scatter_dense(Xc, start, pos, val)
+        encode_sparse(W[:m], start, pos, val, h[:, :B], hT[:B])
+        if kind == KIND_HIDDEN_RELU or kind == KIND_ABS:
+            for kk in range(m):
+                for b in range(B):
+                    h[kk, b] = max(h[kk, b], np.float32(0.0))
+        total += decode(kind, W, bias, imp, Xc, h[:, :B], G[:, :B], gb, 0.0)
+    return total / n_samples
 
 
-@njit(parallel=True, cache=True)
-def train_chunk(kind, dist, set_size, signed, vmax, sparse, W, bias, mW, vW, mb, vb, imp, thr, log1m, keys, l1,
-                lrs, lrs_b, wd, wd_b, growth, s0, s1, B, losses):
-    """Steps s0 … s1−1 for every instance (parallel over instances); losses[k, s−s0] ← batch L.
-    lrs / lrs_b: W's and b's learning rate per step; wd / wd_b: their decoupled decay (≥ 0); growth: §6.5's
-    γ < 0 applied to W before the Adam step (0: none). sparse: draw batches with `sample_sparse` (independent
-    features only) instead of the dense counter stream."""
-    K, rows, n = W.shape
+@njit(cache=True)
+def optimiser_step(W, bias, gW, gb, mW, vW, mb, vb, lrs, lrs_b, wd, wd_b, growth, s):
+    """Step s (0-based) of the optimiser on W[rows, n] and bias[n] from gradients gW, gb: §6.5's growth γ < 0 on W
+    (0: none), then AdamW on W and on b with their own learning rates lrs[s], lrs_b[s] and decays wd, wd_b."""
+    if growth < 0.0:
+        weight_growth(W, lrs[s] * growth)
+    lr = lrs[s]
+    t = s + 1.0
+    bc1 = 1.0 - 0.9**t
+    bc2 = 1.0 - 0.999**t
+    bc2_sqrt = bc2**0.5
+    adamw(W.reshape(W.size), gW.reshape(gW.size), mW.reshape(mW.size), vW.reshape(vW.size), lr, wd, lr / bc1,
+          bc2_sqrt)
+    lr_b = lrs_b[s]
+    adamw(bias, gb, mb, vb, lr_b, wd_b, lr_b / bc1, bc2_sqrt)
+
+
+@njit(cache=True, nogil=True)
+def train_dense(kind, dist, set_size, signed, vmax, W, bias, mW, vW, mb, vb, imp, thr, key, l1, lrs, lrs_b, wd, wd_b,
+                growth, s0, s1, B, losses):
+    """Steps s0 … s1−1 of one instance on the dense counter stream: W[rows, n], bias[n] and their AdamW moments in
+    place, losses[s − s0] ← batch L (optimiser arguments as `optimiser_step`). Releases the GIL: `fast` runs
+    instances on Python threads (a numba parallel loop here cost ≈ 20 s more compilation on a fresh install), and
+    the sparse path is a separate kernel (`train_sparse`) so that a dense run never compiles it."""
+    rows, n = W.shape
     m = rows // 2 if kind == KIND_ABS else rows  # hidden units (abs packs [W1; W2ᵀ] into W)
-    for k in prange(K):
-        X = np.empty((n, B), dtype=np.float32)
-        h = np.empty((m, B), dtype=np.float32)
-        dh = np.empty((m, B), dtype=np.float32)
-        G = np.empty((n, B), dtype=np.float32)
-        gW = np.empty((rows, n), dtype=np.float32)
-        gb = np.empty(n, dtype=np.float32)
-        buf = np.empty(B, dtype=np.float64)
-        buf2 = np.empty(B, dtype=np.float64)
-        Wk = W[k].reshape(rows * n)
-        mWk = mW[k].reshape(rows * n)
-        vWk = vW[k].reshape(rows * n)
-        gWf = gW.reshape(rows * n)
-        start = np.empty(n + 1, dtype=np.int64)
-        cap = 64 + 2 * B if sparse else 1
-        pos = np.empty(cap, dtype=np.int64)
-        val = np.empty(cap, dtype=np.float32)
-        sm = m if sparse else 1
-        hT = np.empty((B if sparse else 1, sm), dtype=np.float32)
-        dhT = np.empty((B if sparse else 1, sm), dtype=np.float32)
-        WT = np.empty((n if sparse else 1, sm), dtype=np.float32)
-        gWT = np.empty((n if sparse else 1, sm), dtype=np.float32)
-        live = np.empty(B, dtype=np.int64)
-        for s in range(s0, s1):
-            if sparse:
-                nnz, pos, val = sparse_batch(log1m[k], vmax, keys[k], s, B, start, pos, val)
-                scatter_dense(X, start, pos, val)
-                losses[k, s - s0] = loss_and_grad_sparse(kind, W[k], bias[k], imp[k], X, start, pos, val, l1, h, hT,
-                                                         dhT, G, WT, gWT, live, gW, gb)
-            else:
-                sample_batch(X, dist, thr[k], set_size, signed, keys[k], s, buf, buf2, vmax)
-                losses[k, s - s0] = loss_and_grad(kind, W[k], bias[k], imp[k], X, l1, h, G, dh, gW, gb)
-            if growth < 0.0:
-                weight_growth(W[k], lrs[s] * growth)
-            lr = lrs[s]
-            t = s + 1.0
-            bc1 = 1.0 - 0.9**t
-            bc2 = 1.0 - 0.999**t
-            step_size = lr / bc1
-            bc2_sqrt = bc2**0.5
-            adamw(Wk, gWf, mWk, vWk, lr, wd, step_size, bc2_sqrt)
-            lr_b = lrs_b[s]
-            adamw(bias[k], gb, mb[k], vb[k], lr_b, wd_b, lr_b / bc1, bc2_sqrt)
+    X = np.empty((n, B), dtype=np.float32)
+    h = np.empty((m, B), dtype=np.float32)
+    dh = np.empty((m, B), dtype=np.float32)
+    G = np.empty((n, B), dtype=np.float32)
+    gW = np.empty((rows, n), dtype=np.float32)
+    gb = np.empty(n, dtype=np.float32)
+    buf = np.empty(B, dtype=np.float64)
+    buf2 = np.empty(B, dtype=np.float64)
+    for s in range(s0, s1):
+        sample_batch(X, dist, thr, set_size, signed, key, s, buf, buf2, vmax)
+        losses[s - s0] = loss_and_grad(kind, W, bias, imp, X, l1, h, G, dh, gW, gb)
+        optimiser_step(W, bias, gW, gb, mW, vW, mb, vb, lrs, lrs_b, wd, wd_b, growth, s)
+
+
+@njit(cache=True, nogil=True)
+def train_sparse(kind, vmax, W, bias, mW, vW, mb, vb, imp, log1m, key, l1, lrs, lrs_b, wd, wd_b, growth, s0, s1, B,
+                 losses):
+    """`train_dense` with batches drawn by `sample_sparse` (config.sparse: independent features, tied kinds)."""
+    m, n = W.shape
+    X = np.empty((n, B), dtype=np.float32)
+    h = np.empty((m, B), dtype=np.float32)
+    G = np.empty((n, B), dtype=np.float32)
+    gW = np.empty((m, n), dtype=np.float32)
+    gb = np.empty(n, dtype=np.float32)
+    start = np.empty(n + 1, dtype=np.int64)
+    pos = np.empty(64 + 2 * B, dtype=np.int64)
+    val = np.empty(64 + 2 * B, dtype=np.float32)
+    hT = np.empty((B, m), dtype=np.float32)
+    dhT = np.empty((B, m), dtype=np.float32)
+    WT = np.empty((n, m), dtype=np.float32)
+    gWT = np.empty((n, m), dtype=np.float32)
+    live = np.empty(B, dtype=np.int64)
+    for s in range(s0, s1):
+        nnz, pos, val = sparse_batch(log1m, vmax, key, s, B, start, pos, val)
+        scatter_dense(X, start, pos, val)
+        losses[s - s0] = loss_and_grad_sparse(kind, W, bias, imp, X, start, pos, val, l1, h, hT, dhT, G, WT, gWT,
+                                              live, gW, gb)
+        optimiser_step(W, bias, gW, gb, mW, vW, mb, vb, lrs, lrs_b, wd, wd_b, growth, s)

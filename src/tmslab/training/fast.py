@@ -7,11 +7,12 @@ How it is fast:
   32-bit uniform u per (sample, feature): the feature is active iff u < t = density·2^32 and its
   value is u/t, which is U[0,1) given activity — one draw for both mask and value, vectorisable,
   and reproducible from (seed, instance, step) alone.
-* Fusion. With numba installed, one compiled call runs a whole chunk of steps for every instance
-  (parallel over instances): sample, forward, hand-written backward, AdamW — all in cache-resident
-  [features, batch] scratch rows with the batch innermost. Nothing crosses the Python boundary
-  per step except at hook/progress points. The untied absolute-value model's W1 and W2 travel as
-  one array [W1; W2ᵀ] per instance (`pack_weights`); AdamW is elementwise, so that changes nothing.
+* Fusion. With numba installed, one compiled call runs a whole chunk of steps of one instance
+  (instances run in parallel on threads; the kernel releases the GIL): sample, forward, hand-written
+  backward, AdamW — all in cache-resident [features, batch] scratch rows with the batch innermost.
+  Nothing crosses the Python boundary per step except at hook/progress points. The untied
+  absolute-value model's W1 and W2 travel as one array [W1; W2ᵀ] per instance (`pack_weights`);
+  AdamW is elementwise, so that changes nothing.
 * Without numba the same stream, objective and optimiser run in PyTorch (`_train_torch`); it gives
   the same results up to floating-point rounding, just slower.
 
@@ -26,6 +27,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +44,9 @@ try:  # numba is optional: without it the PyTorch path below runs the same algor
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     _nk = None
 
-KINDS = {"relu-output": 0, "linear": 1, "hidden-relu": 2, "abs": 3}
+#: Kernel number per model kind. relu-output-id trains as relu-output: its m × m identity layer is frozen (a buffer,
+#: never a parameter), so the function, the gradients of W and b and hence AdamW's steps are relu-output's.
+KINDS = {"relu-output": 0, "linear": 1, "hidden-relu": 2, "abs": 3, "relu-output-id": 0}
 DISTS = {"independent": 0, "correlated": 1, "anticorrelated": 2, "one-hot": 3}
 #: At most this many steps per compiled call (progress is reported between calls).
 MAX_CHUNK = 250
@@ -57,45 +61,49 @@ def has_numba() -> bool:
 
 
 _WARMUP_ENV = "TMSLAB_NUMBA_WARMUP"
-_cache_checked = False
+_cache_checked: set[str] = set()
 
 
-def ensure_cached() -> None:
-    """Make this process run the kernels from numba's on-disk cache, compiling them in a child if needed.
+def ensure_cached(kernel: str = "train_dense") -> None:
+    """Make this process run `kernel` (train_dense, train_sparse or evaluate_sparse) from numba's on-disk cache,
+    compiling it in a child if needed.
 
     With fastmath, a kernel compiled in the calling process can round differently from the same kernel
     loaded from the cache (LLVM optimises the freshly linked callees together), so the first run after an
     install would differ in the last bits from every later run. Compiling in a child and loading here keeps
     "same config and seed → same weights" true from the very first run. Where the cache cannot be written,
-    every process compiles afresh, which is consistent too.
+    every process compiles afresh, which is consistent too. Each kernel is compiled when first needed: a dense
+    run never waits for the sparse kernels' compilation.
     """
-    global _cache_checked
-    if _cache_checked or _nk is None or os.environ.get(_WARMUP_ENV):
+    if kernel in _cache_checked or _nk is None or os.environ.get(_WARMUP_ENV):
         return
-    _cache_checked = True
+    _cache_checked.add(kernel)
+    dispatcher = getattr(_nk, kernel)
     try:
-        index = Path(_nk.train_chunk._cache._cache_file._index_path)
+        index = Path(dispatcher._cache._cache_file._index_path)
     except AttributeError:  # pragma: no cover - a numba without this layout: nothing to align
         return
     try:
-        if index.exists() and _nk.train_chunk._cache._cache_file._load_index():
+        if index.exists() and dispatcher._cache._cache_file._load_index():
             return  # a cache for this very source (a stale index, e.g. after an edit, loads as empty)
     except Exception:  # pragma: no cover - unreadable index: let the child rewrite it
         pass
-    code = "from tmslab.training.fast import warm_up; warm_up()"
+    code = f"from tmslab.training.fast import warm_up; warm_up({kernel!r})"
     subprocess.run([sys.executable, "-c", code], env={**os.environ, _WARMUP_ENV: "1"}, check=False,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def warm_up() -> None:
-    """Compile (and cache) the training and evaluation kernels with two-step runs."""
+def warm_up(kernel: str = "train_dense") -> None:
+    """Compile (and cache) `kernel` with a tiny run."""
     from tmslab.training import build
 
-    for sparse in (False, True):
-        config = TrainConfig(n_features=3, n_hidden=2, steps=2, batch_size=4, eval_samples=4, sparse=sparse)
-        model, dist, importance = build(config)
+    sparse = kernel != "train_dense"
+    config = TrainConfig(n_features=3, n_hidden=2, steps=2, batch_size=4, eval_samples=4, sparse=sparse)
+    model, dist, importance = build(config)
+    if kernel == "evaluate_sparse":
+        evaluate_sparse(model, dist, importance, 4)
+    else:
         train_fast(model, dist, importance, config, torch.Generator().manual_seed(0))
-    evaluate_sparse(model, dist, importance, 4)
 
 
 def supports(config: TrainConfig) -> str | None:
@@ -133,9 +141,10 @@ def instance_keys(seed: int, n_instances: int) -> np.ndarray:
 
 
 def thresholds(density: Tensor) -> np.ndarray:
-    """t = round(p·2^32) as float64 (exact integers), at least 1: feature active iff u32 < t."""
+    """t = round(p·2^32) as float64 (exact integers): feature active iff u32 < t. At least 1 for any p > 0; 0 for
+    p = 0, a feature that is never active (always-off features, paper-spec §6.6)."""
     d = density.detach().double().cpu().numpy()
-    return np.clip(np.rint(d * 2.0**32), 1.0, 2.0**32)
+    return np.where(d > 0, np.clip(np.rint(d * 2.0**32), 1.0, 2.0**32), 0.0)
 
 
 def _torch_mix64(z: Tensor) -> Tensor:
@@ -343,6 +352,7 @@ def evaluate_sparse(
     """The paper's L per instance on n_samples samples of the sparse stream with a fixed seed, in the compiled
     engine (parallel over instances). As `training.evaluate`: the restarts of a configuration are scored on
     identical samples (they share the configuration's stream key), so differences between restarts are paired."""
+    ensure_cached("evaluate_sparse")
     K, n = model.n_instances, model.n_features
     keys = np.repeat(instance_keys(seed, K // restarts), restarts)
     W = np.ascontiguousarray(pack_weights(model), dtype=np.float32)
@@ -351,9 +361,29 @@ def evaluate_sparse(
     lm = log1m(distribution.density.expand(K, n))
     chunk = int(min(8192, max(256, (1 << 22) // n), n_samples))
     out = np.empty(K)
-    _nk.evaluate_sparse(KINDS[model.kind], W, bias, imp, lm, float(distribution.value_max), keys, int(n_samples),
-                        chunk, out)
+    kind, vmax = KINDS[model.kind], float(distribution.value_max)
+
+    def one(k: int) -> None:
+        out[k] = _nk.evaluate_sparse(kind, W[k], bias[k], imp[k], lm[k], vmax, keys[k], int(n_samples), chunk)
+
+    for_instances(one, K)
     return torch.from_numpy(out).float()
+
+
+def for_instances(fn: Callable[[int], None], K: int) -> None:
+    """fn(k) for every instance k, on up to torch.get_num_threads() threads (the kernels release the GIL). Each
+    instance is computed by one thread from its own stream, so the results do not depend on the thread count."""
+    threads = min(K, torch.get_num_threads())
+    if threads <= 1:
+        for k in range(K):
+            fn(k)
+        return
+    pool = ThreadPoolExecutor(threads)
+    try:
+        for future in [pool.submit(fn, k) for k in range(K)]:
+            future.result()
+    finally:  # Ctrl-C: drop the instances not started yet, so the interrupt lands within one chunk
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # ---- training ----------------------------------------------------------------------------------------
@@ -407,11 +437,8 @@ def train_fast(
     if _nk is None:
         _train_torch(model, distribution, importance, config, generator, hook, progress)
         return
-    ensure_cached()
+    ensure_cached("train_sparse" if config.sparse else "train_dense")
     keys, thr, lrs = _setup(model, distribution, config, generator)
-    import numba
-
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     K, n, B = model.n_instances, model.n_features, config.batch_size
     with torch.no_grad():
         # The kernel updates the model's own storage in place (float32, contiguous).
@@ -420,17 +447,25 @@ def train_fast(
                 raise ValueError("the fast engine needs contiguous float32 parameters")
         W = pack_weights(model)  # tied kinds: the model's own W; abs: a packed copy, unpacked at every hook
         bias = model.b.detach().numpy()
-        state = [np.zeros_like(W), np.zeros_like(W), np.zeros_like(bias), np.zeros_like(bias)]
+        mW, vW, mb, vb = np.zeros_like(W), np.zeros_like(W), np.zeros_like(bias), np.zeros_like(bias)
         imp = np.ascontiguousarray(importance.detach().float().expand(K, n).numpy())
         lm = log1m(distribution.density.expand(K, n)) if config.sparse else np.zeros((K, n))
         lrs_b, wd, wd_b, growth = _optimiser_arrays(config, lrs)
+        kind, dist = KINDS[model.kind], DISTS[distribution.name]
+        set_size, signed, vmax = int(distribution.set_size), bool(distribution.signed), float(distribution.value_max)
+        l1 = float(config.hidden_l1)
         for s0, s1 in _chunks(config):
             losses = np.empty((K, s1 - s0))
-            _nk.train_chunk(
-                KINDS[model.kind], DISTS[distribution.name], int(distribution.set_size), bool(distribution.signed),
-                float(distribution.value_max), bool(config.sparse), W, bias, *state, imp, thr, lm, keys,
-                float(config.hidden_l1), lrs, lrs_b, wd, wd_b, growth, s0, s1, B, losses,
-            )  # fmt: skip
+
+            def chunk(k: int, s0: int = s0, s1: int = s1, losses: np.ndarray = losses) -> None:
+                if config.sparse:
+                    _nk.train_sparse(kind, vmax, W[k], bias[k], mW[k], vW[k], mb[k], vb[k], imp[k], lm[k], keys[k], l1,
+                                     lrs, lrs_b, wd, wd_b, growth, s0, s1, B, losses[k])
+                    return
+                _nk.train_dense(kind, dist, set_size, signed, vmax, W[k], bias[k], mW[k], vW[k], mb[k], vb[k], imp[k],
+                                thr[k], keys[k], l1, lrs, lrs_b, wd, wd_b, growth, s0, s1, B, losses[k])
+
+            for_instances(chunk, K)
             last = s1 - 1
             if hook is not None and config.record_every and last % config.record_every == 0:
                 unpack_weights(model, W)
