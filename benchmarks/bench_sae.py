@@ -8,6 +8,7 @@ eager loop are timed on `--compare-steps` steps of one SAE per ratio and extrapo
 shared machine the CPU time is the fairer figure).
 
     python benchmarks/bench_sae.py [--samples 1000000] [--grid 6] [--threads 2] [--compare-steps 50]
+                                   [--measure-steps N]   # time N batched steps and extrapolate (loaded machine)
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--model-steps", type=int, default=10_000)
     p.add_argument("--compare-steps", type=int, default=50, help="steps per SAE timed for SAELens and eager")
+    p.add_argument("--measure-steps", type=int, default=0,
+                   help="time the batched sweep on this many steps and extrapolate (0: the whole sweep)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     t = time.perf_counter()
@@ -68,13 +71,16 @@ def main() -> None:
     ratios = [0.25 * 2 ** (5 * i / max(1, a.grid - 1)) for i in range(a.grid)]
     batch = 1024
     steps = -(-a.samples // batch)
-    grid = [SAESettings(arch="standard", ratio=r, l1=l1, samples=a.samples, batch_size=batch) for r in ratios
+    measured = min(a.measure_steps or steps, steps)
+    grid = [SAESettings(arch="standard", ratio=r, l1=l1, samples=measured * batch, batch_size=batch) for r in ratios
             for l1 in l1s]
     w, c = time.perf_counter(), time.process_time()
     train_batched(source, grid, progress=True)
-    batched_wall, batched_cpu = time.perf_counter() - w, time.process_time() - c
+    batched_wall = (time.perf_counter() - w) * steps / measured
+    batched_cpu = (time.process_time() - c) * steps / measured
+    how = "measured" if measured == steps else f"extrapolated from {measured} of {steps} steps"
     print(f"batched: {a.grid} × {a.grid} sweep, {a.samples:,} activations per SAE ({steps} steps), {a.threads} "
-          f"threads: {batched_wall:.0f} s wall ({batched_wall / 60:.1f} min; target ≤ 10 min), "
+          f"threads, {how}: {batched_wall:.0f} s wall ({batched_wall / 60:.1f} min; target ≤ 10 min), "
           f"{batched_cpu:.0f} s CPU", flush=True)
     n = min(a.compare_steps, steps)
     saelens_total = eager_total = 0.0
@@ -89,7 +95,7 @@ def main() -> None:
         print(f"ratio {ratio:5.2f} (d_sae {s.d_sae(source.n_true):5d}): per SAE, extrapolated from {n} steps: "
               f"SAELens {sl:6.1f} s, eager loop {eager:6.1f} s", flush=True)
     print(f"extrapolated {a.grid} × {a.grid} sweep (from {n} steps per ratio): SAELens one at a time "
-          f"{saelens_total:.0f} s ({saelens_total / 60:.1f} min), eager loop {eager_total:.0f} s; measured batched "
+          f"{saelens_total:.0f} s ({saelens_total / 60:.1f} min), eager loop {eager_total:.0f} s; batched ({how}) "
           f"{batched_wall:.0f} s → SAELens / batched {saelens_total / batched_wall:.2f}, eager / batched "
           f"{eager_total / batched_wall:.2f}")
 
