@@ -34,7 +34,7 @@ def _objective(sae, x, settings):
 
     coeffs = {"l1": settings.l1} if settings.arch == "standard" else {}
     with torch.no_grad():
-        out = sae.training_forward_pass(TrainStepInput(x, coeffs, None, 0))
+        out = sae.training_forward_pass(TrainStepInput(x, coeffs, None, 0, False))
     return float(out.loss)
 
 
