@@ -429,6 +429,8 @@ class SAEResult:
     train_seconds: float
     path: Path | None = None
     record: dict[str, Any] = field(default_factory=dict)
+    trainer: str = "saelens"
+    """saelens (SAELens's SAETrainer) | tmslab-batched (tmslab.sae_batched, SAELens's semantics)."""
 
 
 def evaluate(sae: Any, source: Source, eval_samples: int = 65_536) -> dict[str, Any]:
@@ -487,6 +489,7 @@ def save(result: SAEResult, out: Path, force: bool = False) -> Path:
             result.sae.save_model(tmp)
         record = {"format": "tmslab-sae-1", "source": result.source, "settings": asdict(result.settings),
                   "metrics": result.metrics, "train_seconds": result.train_seconds,
+                  "trainer": result.trainer,
                   "versions": {**versions(), "sae_lens": require_saelens().__version__}}
         atomic_write_json(tmp / METRICS_FILE, _finite_json(record))
         replace_dir(tmp, out, "sae")

@@ -6,10 +6,11 @@
       samples: 1000000
       runs: best                    # best (default: the best restart of each grid point) | all
 
-After the toy models are trained, every selected run gets one SAE per point of the SAE grid (trained
-through SAELens on its instance's hidden activations, saved under DIR/saes/<job>-i<instance>-s<point>/,
-reused on resume when its settings match), and results.parquet has one row per SAE: the run's columns,
-`sae_<axis>` columns and the ground-truth metrics of tmslab.sae.
+After the toy models are trained, every selected run gets one SAE per point of the SAE grid, trained on
+its instance's hidden activations (standard and TopK points together by tmslab.sae_batched with
+SAELens's training semantics, other architectures one at a time by SAELens's SAETrainer), saved under
+DIR/saes/<job>-i<instance>-s<point>/ and reused on resume when its settings match; results.parquet has
+one row per SAE: the run's columns, `sae_<axis>` columns and the ground-truth metrics of tmslab.sae.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def train_saes(out: Path, sae: dict[str, Any], runs: pd.DataFrame, progress: boo
 
     from tmslab import sae as tsae
     from tmslab.io import load_run, make_dir
+    from tmslab.sae_batched import train_many
 
     chosen = runs[runs["is_best"]] if sae["runs"] == "best" else runs
     grid = points(sae)
@@ -78,16 +80,19 @@ def train_saes(out: Path, sae: dict[str, Any], runs: pd.DataFrame, progress: boo
     make_dir(out / SAES)
     for _, row in chosen.iterrows():
         source = tsae.RunSource(load_run(out / row["job_dir"]), int(row["instance"]))
-        for s, point in enumerate(grid):
-            settings = tsae.SAESettings(**point)
-            path = out / SAES / f"{row['job']}-i{int(row['instance'])}-s{s}"
-            record = _saved(path, settings)
-            if record is None:
-                record = tsae.train(source, settings, path, force=True).record
+        settings = [tsae.SAESettings(**point) for point in grid]
+        paths = [out / SAES / f"{row['job']}-i{int(row['instance'])}-s{s}" for s in range(len(grid))]
+        records = [_saved(path, s) for path, s in zip(paths, settings, strict=True)]
+        todo = [i for i, r in enumerate(records) if r is None]
+        if todo:  # standard / TopK points train together (tmslab.sae_batched), the others through SAELens
+            results = train_many(source, [settings[i] for i in todo], [paths[i] for i in todo], force=True)
+            for i, result in zip(todo, results, strict=True):
+                records[i] = result.record
+        for point, path, record in zip(grid, paths, records, strict=True):
             rows.append({**row.to_dict(), **{f"sae_{k}": v for k, v in point.items()},
                          **{k: record["metrics"][k] for k in METRICS}, "sae_dir": f"{SAES}/{path.name}",
                          "sae_seconds": record["train_seconds"]})
-            bar.update(1)
+        bar.update(len(grid))
     bar.close()
     return pd.DataFrame(rows)
 
