@@ -223,8 +223,8 @@ def _run_parallel(
                 pending = {pool.submit(_run_named, e.name, out, quick): e.name for e in todo}
             while pending:
                 if bar is not None:
-                    bar.set_postfix_str(", ".join(sorted(pending.values()))[:60])
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    bar.set_postfix_str(", ".join(sorted(n for f, n in pending.items() if f.running()))[:60])
+                finished, _ = wait(pending, timeout=2, return_when=FIRST_COMPLETED)  # refreshes the postfix
                 for fut in finished:
                     pending.pop(fut)
                     _log_result(fut.result(), quick, log)
