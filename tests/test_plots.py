@@ -125,6 +125,14 @@ def test_mpl_variants_accept_same_arguments() -> None:
     assert set(P.KINDS) == {c[0] for c in CASES.values()}
 
 
+def test_many_series_use_palette_colours_both_renderers_accept() -> None:
+    """Past the first palette (10 series) the colours are plotly 'rgb(…)' strings; matplotlib must get tuples."""
+    series = {f"s{i}": [float(i), float(i + 1)] for i in range(14)}
+    fig, fig_mpl = P.figure_pair("lines", [1, 2], series)
+    assert any(str(t.line.color).startswith("rgb(") for t in fig.data)
+    assert len(fig_mpl.axes[0].lines) == 14
+
+
 def test_failed_save_leaves_old_files_and_no_temp(tmp_path: Path) -> None:
     fig, fig_mpl = P.figure_pair("lines", [1, 2], {"a": [1.0, 2.0]})
     P.save_figure(fig, fig_mpl, tmp_path / "x")

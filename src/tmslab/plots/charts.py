@@ -23,6 +23,7 @@ from tmslab.plots._common import (
     edges,
     feature_palette,
     figure_kind,
+    to_rgb,
 )
 
 Series = Mapping[str, Any]  # name -> y (sharing x) or (x, y)
@@ -116,11 +117,11 @@ def _lines_mpl(d: Lines) -> MplFigure:
     ls_map = {"dash": "--", "dot": ":", "dashdot": "-."}
     for line in d.lines:
         if line.style == "markers":
-            ax.scatter(line.x, line.y, s=10, color=line.colour, alpha=0.6, label=line.name)
+            ax.scatter(line.x, line.y, s=10, color=to_rgb(line.colour), alpha=0.6, label=line.name)
         else:
             fmt = ls_map.get(line.style or "", "-")
             marker = "o" if d.markers else None
-            ax.plot(line.x, line.y, fmt, marker=marker, ms=3, color=line.colour, label=line.name)
+            ax.plot(line.x, line.y, fmt, marker=marker, ms=3, color=to_rgb(line.colour), label=line.name)
     for label, v in d.hlines.items():
         ax.axhline(v, color="#777", ls=":", lw=1)
         ax.annotate(label, xy=(1.0, v), xycoords=("axes fraction", "data"), ha="right", va="bottom", fontsize=7)
