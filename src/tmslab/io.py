@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -263,6 +264,18 @@ def atomic_write_parquet(path: Path, df: Any) -> None:
     buffer = io.BytesIO()
     df.to_parquet(buffer, index=False)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def finite_json(obj: Any) -> Any:
+    """NaN/inf → None, recursively: JSON has no NaN, and an undefined value (an overlap of fewer than two
+    features, absorption without co-occurrences) is written as null rather than refused."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    return obj
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:

@@ -477,7 +477,7 @@ def save(result: SAEResult, out: Path, force: bool = False) -> Path:
     import shutil
     import tempfile
 
-    from tmslab.io import atomic_write_json, check_output_dir, make_dir, replace_dir
+    from tmslab.io import atomic_write_json, check_output_dir, finite_json, make_dir, replace_dir
 
     out = check_output_dir(out, "sae", force=force)
     make_dir(out.parent)
@@ -491,24 +491,13 @@ def save(result: SAEResult, out: Path, force: bool = False) -> Path:
                   "metrics": result.metrics, "train_seconds": result.train_seconds,
                   "trainer": result.trainer,
                   "versions": {**versions(), "sae_lens": require_saelens().__version__}}
-        atomic_write_json(tmp / METRICS_FILE, _finite_json(record))
+        atomic_write_json(tmp / METRICS_FILE, finite_json(record))
         replace_dir(tmp, out, "sae")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     result.path, result.record = out, record
     return out
-
-
-def _finite_json(obj: Any) -> Any:
-    """NaN/inf → None (JSON has no NaN; an undefined metric, e.g. absorption without co-occurrences)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite_json(v) for v in obj]
-    return obj
 
 
 def load(path: str | Path) -> tuple[Any, dict[str, Any]]:

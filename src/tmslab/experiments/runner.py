@@ -18,6 +18,7 @@ from tmslab.io import (
     RunFormatError,
     atomic_write_json,
     check_output_dir,
+    finite_json,
     load_run,
     make_dir,
     output_kind,
@@ -106,7 +107,7 @@ def run_experiment(exp: Experiment, out: Path, quick: bool, progress: bool = Tru
         "seconds": round(time.perf_counter() - start, 2),
         "versions": versions(),
     }
-    atomic_write_json(edir / RESULTS, results)
+    atomic_write_json(edir / RESULTS, finite_json(results))  # undefined values (NaN) as null
     return results
 
 
