@@ -112,10 +112,13 @@ def test_train_many_saves_saelens_format_and_mixes_architectures(source, tmp_pat
     x, _ = source.sample(256, torch.Generator().manual_seed(5))
     for s, r, out in zip(settings, results, outs, strict=True):
         direct = sae_lens.SAE.load_from_disk(out)
-        assert direct.cfg.d_sae == s.d_sae(source.n_true) and direct.cfg.architecture() == s.arch
-        with torch.no_grad():
-            torch.testing.assert_close(direct.decode(direct.encode(x)), r.sae.decode(r.sae.encode(x)),
-                                       atol=1e-5, rtol=1e-4)
+        # SAELens saves a BatchTopK SAE for inference as a JumpReLU SAE (its learned threshold).
+        saved_as = {"batchtopk": "jumprelu"}.get(s.arch, s.arch)
+        assert direct.cfg.d_sae == s.d_sae(source.n_true) and direct.cfg.architecture() == saved_as
+        if saved_as == s.arch:  # a converted BatchTopK thresholds per sample: not the same function
+            with torch.no_grad():
+                torch.testing.assert_close(direct.decode(direct.encode(x)), r.sae.decode(r.sae.encode(x)),
+                                           atol=1e-5, rtol=1e-4)
         assert load(out)[1]["trainer"] == r.trainer and load(out)[1]["metrics"]["mmcs"] == r.metrics["mmcs"]
 
 
