@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from stepwise import assert_engines_agree_stepwise
 from tmslab.config import TrainConfig
 from tmslab.data import make_distribution
 from tmslab.models import ToyModel, per_instance_loss
@@ -294,25 +295,12 @@ def test_abs_adamw_steps_match_reference():
     (torch.optim.AdamW with W1, W2 and b as separate parameters) step by step, from non-zero bias and warm-up."""
     config = _small_config(model="abs", n_features=7, n_hidden=3, steps=4, warmup_steps=2, weight_decay=0.05,
                            batch_size=257, lr=3e-3, record_every=1)  # fmt: skip
-    snaps = {}
-    for engine in (fast.train_fast, fast._train_torch):
-        model, dist, imp = build(config)
+
+    def nonzero_bias(model):
         with torch.no_grad():
             model.b.normal_(0.0, 0.2, generator=torch.Generator().manual_seed(5))
-        seen: list[dict[str, torch.Tensor]] = []
 
-        def hook(step, m, loss, seen=seen):
-            seen.append(m.params())
-
-        engine(model, dist, imp, config, torch.Generator().manual_seed(0), hook=hook)
-        snaps[engine] = seen + [model.params()]
-    a, b = snaps[fast.train_fast], snaps[fast._train_torch]
-    assert len(a) == len(b) == config.steps + 1
-    for step, (pa, pb) in enumerate(zip(a, b, strict=True)):
-        for name in ("W1", "W2", "b"):
-            torch.testing.assert_close(
-                pa[name], pb[name], rtol=1e-5, atol=1e-6, msg=lambda m, s=step, k=name: f"{k}@{s}: {m}"
-            )
+    assert_engines_agree_stepwise(config, ("W1", "W2", "b"), rtol=1e-5, atol=1e-6, prepare=nonzero_bias)
 
 
 def test_train_fast_without_numba_uses_torch_path(monkeypatch):

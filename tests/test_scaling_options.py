@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from stepwise import assert_engines_agree_stepwise
 from tmslab.config import ConfigError, TrainConfig, density_law
 from tmslab.models import ToyModel
 from tmslab.training import build, evaluate, fast, train
@@ -202,22 +203,7 @@ def test_fast_matches_reference_stepwise(gamma, sparse):
     step by step with warm-up, cosine floor, lr_b, paper init, value_max 2 and a density law."""
     config = scaling_config(weight_decay=gamma, sparse=sparse, steps=12, record_every=1, density=["power:0.5"],
                             restarts=1)
-    snaps = {}
-    for engine in (fast.train_fast, fast._train_torch):
-        model, dist, imp = build(config)
-        seen: list[dict[str, torch.Tensor]] = []
-
-        def hook(step, m, loss, seen=seen):
-            seen.append(m.params())
-
-        engine(model, dist, imp, config, torch.Generator().manual_seed(0), hook=hook)
-        snaps[engine] = seen + [model.params()]
-    a, b = snaps[fast.train_fast], snaps[fast._train_torch]
-    assert len(a) == len(b) == config.steps + 1
-    for step, (pa, pb) in enumerate(zip(a, b, strict=True)):
-        for name in ("W", "b"):
-            torch.testing.assert_close(pa[name], pb[name], rtol=2e-5, atol=2e-6,
-                                       msg=lambda m, s=step, k=name: f"{k}@{s}: {m}")
+    a = assert_engines_agree_stepwise(config, ("W", "b"), rtol=2e-5, atol=2e-6)
     assert not torch.equal(a[0]["W"], a[-1]["W"])
 
 
