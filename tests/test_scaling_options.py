@@ -387,3 +387,19 @@ def test_cuda_training_matches_cpu_statistically():
     cpu = train(c).eval_loss.mean()
     gpu = train(TrainConfig(**{**c.to_dict(), "device": "cuda"})).eval_loss.mean()
     assert abs(gpu - cpu) / cpu < 0.02
+
+
+def test_weak_regime_predictions_agree_when_the_top_m_are_represented():
+    # Known answers: with exactly the m most frequent features represented the two decompositions coincide;
+    # with none represented every feature costs E[v²] = v_max²/3 when active, and Σ p = 1.
+    from tmslab.experiments.scaling import predicted_loss, unrepresented_loss
+
+    n, m = 200, 7
+    p = density_law("power:0.5", n)
+    top = torch.zeros(n, dtype=torch.bool)
+    top[:m] = True
+    assert unrepresented_loss(p, top) == pytest.approx(predicted_loss(p, m), rel=1e-12)
+    assert unrepresented_loss(p, torch.zeros(n, dtype=torch.bool)) == pytest.approx(4 / 3 / n, rel=1e-12)
+    skipped = top.clone()
+    skipped[0] = False  # leaving the most frequent feature out costs its share
+    assert unrepresented_loss(p, skipped) - predicted_loss(p, m) == pytest.approx(p[0] * 4 / 3 / n, rel=1e-9)

@@ -400,6 +400,14 @@ def reproduce(
     if jobs is not None and jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {jobs}.")
     check_output_dir(out, "reproduce", resume=True)
+    if jobs is None:
+        from tmslab.pool import cpu_count
+
+        jobs = cpu_count()
+    if jobs > 1:  # the workers' imports overlap this process's own (seconds of a quick run)
+        from tmslab.pool import REPRODUCE_PRELOAD, start_forkserver
+
+        start_forkserver(REPRODUCE_PRELOAD)
 
     from tmslab.experiments.runner import reproduce as run_all
     from tmslab.experiments.runner import select
@@ -410,10 +418,6 @@ def reproduce(
 
         torch.set_num_threads(threads)
     log = typer.echo if not quiet else (lambda line: None)
-    if jobs is None:
-        from tmslab.pool import cpu_count
-
-        jobs = cpu_count()
     summary = run_all(out, only=only, quick=quick, force=force, progress=not quiet, log=log, jobs=jobs,
                       threads=threads)
     if quiet < 2:

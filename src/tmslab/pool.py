@@ -73,6 +73,10 @@ def _exit_on_term(signum: int, frame: object) -> None:
     os._exit(128 + signum)
 
 
+#: What a `tms reproduce` worker imports: the forkserver imports it once, before forking the workers.
+REPRODUCE_PRELOAD = ["tmslab.experiments.runner", "tmslab.training", "tmslab.training.fast", "tmslab.plots"]
+
+
 def process_pool(workers: int, threads: int, preload: list[str]) -> ProcessPoolExecutor:
     """A forkserver pool of `workers` processes with `threads` torch threads each; the server imports
     `preload` once, so workers start in milliseconds. Submit work inside `worker_start()`."""
@@ -81,6 +85,18 @@ def process_pool(workers: int, threads: int, preload: list[str]) -> ProcessPoolE
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(preload)
     return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(threads, os.getpid()))
+
+
+def start_forkserver(preload: list[str]) -> None:
+    """Start the forkserver now, importing `preload` in the background: a driver that then imports the same
+    heavy modules itself (torch, numba: seconds) does so on another core instead of before the server's turn.
+    A later `process_pool` reuses the running server; an unused one exits with the driver."""
+    import multiprocessing as mp
+    from multiprocessing import forkserver
+
+    mp.get_context("forkserver").set_forkserver_preload(preload)
+    with worker_start():  # the server inherits the blocked SIGINT and never sees the caller's __main__
+        forkserver.ensure_running()
 
 
 @contextlib.contextmanager

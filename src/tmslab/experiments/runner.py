@@ -214,11 +214,10 @@ def _run_parallel(
     the workers are stopped at once: finished experiments and the finished runs of unfinished ones are kept."""
     from concurrent.futures import FIRST_COMPLETED, wait
 
-    from tmslab.pool import process_pool, stop_workers, worker_start
+    from tmslab.pool import REPRODUCE_PRELOAD, process_pool, stop_workers, worker_start
 
     done = 0
-    preload = ["tmslab.experiments.runner", "tmslab.training", "tmslab.training.fast", "tmslab.plots"]
-    with process_pool(workers, threads, preload) as pool:
+    with process_pool(workers, threads, REPRODUCE_PRELOAD) as pool:
         try:
             with worker_start():
                 pending = {pool.submit(_run_named, e.name, out, quick): e.name for e in todo}

@@ -51,6 +51,14 @@ def predicted_loss(p: list[float], m: int, value_max: float = VALUE_MAX) -> floa
     return tail * value_max**2 / 3 / len(p)
 
 
+def unrepresented_loss(p: list[float], represented: torch.Tensor, value_max: float = VALUE_MAX) -> float:
+    """The same decomposition over the features the model actually left unrepresented (`represented` [features]
+    bool): the loss if every represented feature is reconstructed exactly and every other costs E[v²] when
+    active. The paper's Fig. 5a plots the loss against this ("activated but unlearned")."""
+    tail = float(torch.tensor(p, dtype=torch.float64)[~represented.cpu()].sum())
+    return tail * value_max**2 / 3 / len(p)
+
+
 def fitted_exponent(m: list[int], y: list[float]) -> float:
     """−slope of the least-squares line through (ln m, ln y): y ∝ m^−exponent."""
     slope = np.polyfit(np.log(m), np.log(y), 1)[0]
@@ -84,8 +92,15 @@ class ScalingLaws(Experiment):
         "m ∈ {10, 15, 25, 39, 63, 100}, γ ∈ {−1, +1}, α ∈ {0.5, 1}, 3,000 steps × batch 1,024 instead of the "
         "paper's 20,000 × 2,048 and its 10-value γ grid; the sparse engine (tmslab's `sparse`). 'Represented': "
         "‖W_i‖ > 0.5 (midpoint of the decay and growth fixed points 0 and 1; counts at 0.3 and 0.7 in the "
-        "table). Prediction: (v_max²/3)·Σ_{i>m} p_i / n, the m most frequent features represented. Exponents are "
-        "least-squares slopes of ln loss against ln m over the 6 widths; one seed per cell, as the paper."
+        "table). Prediction: (v_max²/3)·Σ_{i>m} p_i / n, the m most frequent features represented (the spec's "
+        "reading); beside it the same sum over the features the model actually leaves unrepresented (the paper's "
+        "Fig. 5a, 'activated but unlearned'). Exponents are least-squares slopes of ln loss against ln m over the "
+        "6 widths; one seed per cell, as the paper. The authors' code (exp-10.py, adamw.py) was compared item by "
+        "item: decay W(1 − lr·γ) before the Adam step on W only, growth per feature, init, data, MSE scale, "
+        "schedule shape all agree; only steps × batch (20,000 × 2,048) and the 10-value γ grid differ. Their own "
+        "γ = +1 panels at data exponents 1.5–2 (Fig. 3b, 4b; read off the published figures, no analysis code is "
+        "public) show ≈ 1–2% of features represented and fitted loss exponents ≈ 0–0.3 — close to what we measure "
+        "— so the rows 'represented ≈ m' and 'loss within 20% of the top-m prediction' fail here as recorded."
     )
 
     def runs(self, quick: bool) -> dict[str, TrainConfig]:
@@ -112,7 +127,8 @@ class ScalingLaws(Experiment):
                     p = density_law(f"power:{a:g}", n)
                     rows.append({
                         "gamma": g, "alpha": a, "m": m, "loss": float(run.eval_loss[c]) / n,
-                        "predicted_weak": predicted_loss(p, m), "represented": int(rep.sum()),
+                        "predicted_weak": predicted_loss(p, m), "unrepresented_loss": unrepresented_loss(p, rep),
+                        "represented": int(rep.sum()),
                         "represented_0.3": int((norms[c] > 0.3).sum()), "represented_0.7": int((norms[c] > 0.7).sum()),
                         "fraction_represented": float(rep.float().mean()),
                         "squared_overlap": squared_overlap(run.W[c], rep),
@@ -137,6 +153,8 @@ class ScalingLaws(Experiment):
                     "min_fraction_represented": min(r["fraction_represented"] for r in sel),
                     "represented_over_m": [round(r["represented"] / r["m"], 3) for r in sel],
                     "loss_over_prediction": [round(r["loss"] / r["predicted_weak"], 3) for r in sel],
+                    "loss_over_unrepresented": [round(r["loss"] / r["unrepresented_loss"], 3)
+                                                if r["unrepresented_loss"] > 0 else math.nan for r in sel],
                 })
         return out
 
@@ -172,6 +190,13 @@ class ScalingLaws(Experiment):
                 lop = s["loss_over_prediction"]
                 add(f"γ = +1, α = {a:g}: loss / prediction at every m", lop, "all in [0.8, 1.2]",
                     all(0.8 <= v <= 1.2 for v in lop))
+                # The weak-regime mechanism itself, on the features the model left unrepresented (however many):
+                # the paper's Fig. 5a. It holds even where "represented ≈ m" does not (the two rows above).
+                lou = s["loss_over_unrepresented"]
+                add(f"γ = +1, α = {a:g}: loss / loss of the features it leaves unrepresented, at every m", lou,
+                    "all in [0.8, 1.2]", all(0.8 <= v <= 1.2 for v in lou),
+                    "(v_max²/3)·Σ p_i over features with ‖W_i‖ ≤ 0.5, / n: weak superposition's loss is that of "
+                    "the activated-but-unrepresented features (the paper's Fig. 5a)")
         return checks
 
     @staticmethod
