@@ -16,7 +16,7 @@ from torch import Tensor
 from tmslab import theory
 from tmslab.config import TrainConfig
 from tmslab.experiments import register
-from tmslab.experiments.base import Analysis, Check, Context, Experiment, figure
+from tmslab.experiments.base import Analysis, Check, Context, Experiment, figure, superseded
 
 SRC = "§6.4, F5-SLT"
 NEEDS_FULL = "needs full fidelity"
@@ -36,6 +36,13 @@ LLC_LOCALIZATION = 100.0
 LLC_LRS = [1e-6, 2e-6]
 LLC_CHAINS = {"chains": 4, "draws": 600, "burnin": 300}
 DEAD_BIAS = -0.5
+
+#: Seeds of the first best-of-k setting (kept as a row at c = 6) and of c = 5.
+FIRST_SEEDS = 8
+#: Seeds at c = 6. Measured basins of this recipe (seed 3, 64 seeds, 20,000 steps): 59 end at the 5⁺-gon, 3 at the
+#: 6-gon, 2 at the 4⁺⁺-gon — the lowest point's basin is ≈ 5%, so best-of-8 finds it with probability ≈ 0.32 and
+#: best-of-256 misses it with probability ≈ 0.953^256 ≈ 5·10⁻⁶ (c = 5: 45 of 64 reach the 5-gon; 8 suffice).
+SEEDS_C6 = 256
 
 
 def plateaus(steps: Tensor, loss: Tensor, min_span: float = 0.05, rel_change: float = 0.01) -> list[dict[str, Any]]:
@@ -78,8 +85,11 @@ class SLT(Experiment):
         "Table: tmslab.theory.critical_points (multi-start Newton on h_k; λ = (3c − zero modes)/2 for minimally "
         "singular minima off every ReLU kink, else —). Published λ for c = 6 (5-gon 7, 5⁺-gon 8.5, 6-gon 8.5) come "
         "from a third-party transcription of the paper's Table A.1; no published λ was found for other c. "
-        "Training: one-hot data, uniform importance, notebook recipe (AdamW 1e-3, batch 1024), weights recorded "
-        "along training; trajectories are scored with the exact population loss. LLC: devinterp 1.3.x SGLD on the "
+        "Training: one-hot data, uniform importance, notebook recipe (AdamW 1e-3, batch 1024, 20,000 steps), weights "
+        "recorded along training; trajectories are scored with the exact population loss. Best-of-k: 8 seeds at "
+        "c = 5; 256 at c = 6, because the 6-gon's basin under this recipe is small (64 seeds: 59 end at the "
+        "5⁺-gon, 3 at the 6-gon, 2 at the 4⁺⁺-gon; best-of-8 finds it with probability ≈ 0.32) — the best-of-8 row "
+        "is kept, superseded, and tables.basins counts where every seed ends. LLC: devinterp 1.3.x SGLD on the "
         "exact population loss (the function whose λ the theory gives), nβ = 1e5, localisation 100, step size "
         "chosen by a sweep whose loss traces are saved (tables.calibration); dead features at bias −1/2; each "
         "estimate is recorded beside its Laplace prediction Σ ½·nβh/(nβh + γ) from the exact Hessian (the "
@@ -95,10 +105,11 @@ class SLT(Experiment):
 
             require_devinterp()  # before any training: the full run estimates LLCs
         base = dict(n_hidden=2, density=[1.0], distribution="one-hot", seed=3)
-        steps, every, seeds = (600, 20, 2) if quick else (20_000, 50, 8)
+        steps, every, seeds = (600, 20, 2) if quick else (20_000, 50, FIRST_SEEDS)
         ev = 10_000 if quick else 100_000
         return {
-            "c6": TrainConfig(n_features=6, restarts=seeds, steps=steps, record_every=every, eval_samples=ev, **base),
+            "c6": TrainConfig(n_features=6, restarts=2 if quick else SEEDS_C6, steps=steps, record_every=every,
+                              eval_samples=ev, **base),
             "c5": TrainConfig(n_features=5, restarts=seeds, steps=steps, eval_samples=ev, **base),
         }
 
@@ -110,20 +121,30 @@ class SLT(Experiment):
         checks.append(Check("L(5, 5) and L(6, 6) of the solved k-gons", [round(p5.loss, 5), round(p6.loss, 5)],
                             "[0.01583, 0.04819] to 4 decimals", round(p5.loss, 4) == 0.0158 and
                             round(p6.loss, 4) == 0.0482, SRC, "published values (see notes)", kind="sanity"))
-        # Best-of-k training ends at the lowest critical loss.
+        # Best-of-k training ends at the lowest critical loss; where each seed ends (the basins) is recorded.
+        basins: dict[str, dict[str, int]] = {}
         for c in (5, 6):
             run = ctx.runs[f"c{c}"]
             final = exact_losses(run.W, run.b)
             lowest = table[c][0]
-            rel = float(final.min()) / lowest.loss - 1
-            if ctx.quick:
-                checks.append(Check(f"best-of-{len(final)} final loss at c = {c} vs lowest L(k, c) ({lowest.label})",
-                                    round(float(final.min()), 5), "within 1%", False, SRC, kind="claim",
-                                    status="not evaluated", reason=NEEDS_FULL))
-            else:
-                checks.append(Check(f"best-of-{len(final)} final loss at c = {c} vs lowest L(k, c) ({lowest.label})",
-                                    round(rel, 4), "relative gap ≤ 0.01", abs(rel) <= 0.01, SRC,
-                                    f"exact loss {float(final.min()):.5f} vs {lowest.loss:.5f}", kind="claim"))
+            ends = [nearest(float(v), table[c])[0].label for v in final]
+            basins[str(c)] = {lab: ends.count(lab) for lab in dict.fromkeys(ends)}
+            for k in sorted({len(final), min(FIRST_SEEDS, len(final))}, reverse=True):
+                best = float(final[:k].min())
+                rel = best / lowest.loss - 1
+                name = f"best-of-{k} final loss at c = {c} vs lowest L(k, c) ({lowest.label})"
+                if ctx.quick:
+                    check = Check(name, round(best, 5), "within 1%", False, SRC, kind="claim",
+                                  status="not evaluated", reason=NEEDS_FULL)
+                else:
+                    check = Check(name, round(rel, 4), "relative gap ≤ 0.01", abs(rel) <= 0.01, SRC,
+                                  f"exact loss {best:.5f} vs {lowest.loss:.5f}; ends of all {len(final)} seeds: "
+                                  f"{basins[str(c)]}", kind="claim")
+                    if k < len(final):  # the first setting, kept visible (issue 12): its seeds are the first k
+                        check = superseded(check, f"the first setting (best-of-{k}); the {lowest.label}'s basin "
+                                                  f"is small here ({basins[str(c)].get(lowest.label, 0)} of "
+                                                  f"{len(final)} seeds end there), so {len(final)} seeds are used")
+                checks.append(check)
         # Trajectories at c = 6: plateaus and their nearest critical points.
         run = ctx.runs["c6"]
         h = run.history
@@ -145,6 +166,7 @@ class SLT(Experiment):
         tables: dict[str, Any] = {
             "critical_points": {str(c): [p.to_dict() for p in pts] for c, pts in table.items()},
             "plateaus": found,
+            "basins": basins,
         }
         checks += self._llc(ctx, table, tables)
         checks.append(Check("Bayesian transition 5-gon → 6-gon near n ≈ 601 (c = 6)", "—", "n_cr within 20%", False,
@@ -209,9 +231,13 @@ class SLT(Experiment):
                       "positive-bias dead feature) for c = 4 … 8, from the closed form.")
 
     def _trajectory_figure(self, steps: Tensor, traj: Tensor, points: list[theory.CriticalPoint]) -> Any:
-        series = {f"seed {s}": traj[:, s] for s in range(traj.shape[1])}
+        final = traj[-1]
+        shown = list(range(min(FIRST_SEEDS, traj.shape[1])))
+        shown += [s for s in final.argsort()[:2].tolist() if s not in shown]  # the lowest ends, too
+        series = {f"seed {s}": traj[:, s] for s in shown}
         return figure("trajectories", "lines", steps[1:], {k: v[1:] for k, v in series.items()}, xlabel="step",
                       ylabel="exact one-hot loss", log_x=True, log_y=True, markers=False,
                       hlines={p.label: p.loss for p in points},
-                      caption="Exact population loss along training on one-hot data (c = 6) for each seed, with the "
-                              "critical points' loss levels.")
+                      caption="Exact population loss along training on one-hot data (c = 6) for the first "
+                              f"{min(FIRST_SEEDS, traj.shape[1])} seeds and the two that end lowest (of "
+                              f"{traj.shape[1]}), with the critical points' loss levels.")
