@@ -102,7 +102,7 @@ def common_eval(W: torch.Tensor, b: torch.Tensor, cfg: dict, samples: int = 20_0
 
 def tms_train(cfg: dict, steps: int, threads: int, sparse: bool, out: Path, env_extra: dict | None = None) -> dict:
     density = ["--density-law", cfg["law"]] if cfg["law"] else ["--density", ",".join(map(str, cfg["densities"]))]
-    cmd = [sys.executable, "-m", "tmslab.cli", "train", "--out", str(out), "--force", "--quiet",
+    cmd = [sys.executable, "-m", "tmslab", "train", "--out", str(out), "--force", "--quiet",
            "--features", str(cfg["n"]), "--hidden", str(cfg["m"]), *density, "--restarts", str(cfg["restarts"]),
            "--batch-size", str(cfg["batch"]), "--steps", str(steps), "--value-max", str(cfg["value_max"]),
            "--lr", str(cfg["lr"]), "--threads", str(threads), "--init", "xavier"] + (["--sparse"] if sparse else [])
