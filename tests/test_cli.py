@@ -1,5 +1,7 @@
 """The CLI: every bad input exits 2 with one line and writes nothing."""
 
+import subprocess
+import sys
 
 import pytest
 
@@ -140,3 +142,11 @@ def test_theory_kgon_json_and_errors(capsys):
     assert main(["theory", "kgon", "--features", "3"]) == 2
     assert "--features must be >= 4" in capsys.readouterr().err
     assert main(["theory", "kgon", "--features", "5", "--k", "6"]) == 2
+
+
+def test_python_m_tmslab_cli_runs_the_cli():
+    # `python -m tmslab.cli` once imported the module and exited 0 silently: a benchmark "ran" `train` that way
+    # and then found no run on disk.
+    proc = subprocess.run([sys.executable, "-m", "tmslab.cli", "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    assert "Usage" in proc.stdout and "reproduce" in proc.stdout

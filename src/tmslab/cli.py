@@ -743,3 +743,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _subcommand(args: list[str]) -> str:
     return f"{args[0]} " if args and not args[0].startswith("-") else ""
+
+
+if __name__ == "__main__":  # `python -m tmslab.cli …` runs the CLI too, rather than importing it and doing nothing
+    sys.exit(main())
