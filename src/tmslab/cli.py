@@ -404,7 +404,8 @@ def reproduce(
         from tmslab.pool import cpu_count
 
         jobs = cpu_count()
-    if jobs > 1:  # the workers' imports overlap this process's own (seconds of a quick run)
+    several = only is None or len([name for name in only.split(",") if name.strip()]) > 1
+    if jobs > 1 and several:  # the workers' imports overlap this process's own (seconds of a quick run)
         from tmslab.pool import REPRODUCE_PRELOAD, start_forkserver
 
         start_forkserver(REPRODUCE_PRELOAD)
