@@ -273,13 +273,11 @@ def train(
 
 def _train_and_save(cfg: TrainConfig, out: Path, *, threads: int | None, force: bool, progress: bool) -> Any:
     from tmslab.io import save_run
+    from tmslab.pool import set_threads
     from tmslab.training import TrainingDivergedError, check_fits
     from tmslab.training import train as run_training
 
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
+    set_threads(threads)
     check_fits(cfg)
     try:
         result = run_training(cfg, progress=progress)
@@ -414,10 +412,9 @@ def reproduce(
     from tmslab.experiments.runner import select
 
     select(only)  # unknown names are refused before anything is written
-    if threads is not None:
-        import torch
+    from tmslab.pool import set_threads
 
-        torch.set_num_threads(threads)
+    set_threads(threads)
     log = typer.echo if not quiet else (lambda line: None)
     summary = run_all(out, only=only, quick=quick, force=force, progress=not quiet, log=log, jobs=jobs,
                       threads=threads)
