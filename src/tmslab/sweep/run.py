@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -16,7 +17,7 @@ from tmslab.io import check_output_dir
 from tmslab.naming import plural, spelled
 from tmslab.progress import Interrupted
 from tmslab.sweep import store
-from tmslab.sweep.backends import run_local, run_ray, thread_split
+from tmslab.sweep.backends import ray_session, run_local, run_ray, thread_split
 from tmslab.sweep.execute import JobOutput
 from tmslab.sweep.plan import Job, plan_jobs, select_shard, weight_bytes
 from tmslab.sweep.spec import SweepSpec, load_spec
@@ -117,6 +118,20 @@ def run_sweep(
     """
     out = Path(out)
     plan = check_sweep(spec, out, backend=backend, workers=workers, shard=shard, force=force, max_retries=max_retries)
+    # Ray connects before anything is written: an unreachable or refusing cluster leaves no folder behind.
+    with ray_session(address) if backend == "ray" else nullcontext():
+        return _run_plan(plan, out, backend, progress, workers, shard, max_retries)
+
+
+def _run_plan(
+    plan: SweepPlan,
+    out: Path,
+    backend: Backend,
+    progress: bool,
+    workers: int | None,
+    shard: tuple[int, int] | None,
+    max_retries: int,
+) -> pd.DataFrame:
     spec, jobs, mine, digest = plan.spec, plan.jobs, plan.mine, plan.digest
     if plan.fresh:
         store.initialise(out, spec, digest, len(jobs))
@@ -155,7 +170,7 @@ def run_sweep(
         if backend == "local":
             run_local(spec, todo, on_done, workers)
         else:
-            run_ray(spec, todo, on_done, address=address, max_retries=max_retries)
+            run_ray(spec, todo, on_done, max_retries=max_retries)
     except KeyboardInterrupt:  # the backend has stopped its workers; every committed job is kept
         raise Interrupted(f"{finished}/{len(mine)} jobs done") from None
     finally:
