@@ -88,3 +88,57 @@ def test_population_llc_needs_nbeta():
     W, b = p.weights()
     with pytest.raises(ValueError, match="nbeta"):
         slt.estimate_llc(W[0], b[0], None, lr=1e-6, localization=100.0)
+
+
+def _tilted_double_well(theta: torch.Tensor) -> torch.Tensor:
+    """Wells at ±1: the right one lower (−0.02 vs +0.02) but 4× steeper (less posterior volume)."""
+    x = theta[:, 0]
+    return (x**2 - 1) ** 2 * (1 + 3 * torch.sigmoid(4 * x)) - 0.02 * x
+
+
+def test_replica_exchange_matches_quadrature_through_a_bayesian_transition():
+    from tmslab.slt import replica_exchange
+
+    ns = torch.logspace(0, 4, 12, dtype=torch.float64)
+    post = replica_exchange(_tilted_double_well, 1, ns, ladders=8, steps=3000, burnin=1000, thin=10, seed=1)
+    right = (post.theta[..., 0] > 0).double().mean(0)  # [ladders, rungs]
+    grid = torch.linspace(-4, 4, 200_001, dtype=torch.float64)
+    logp = -(grid**2) / 2 - ns[:, None] * _tilted_double_well(grid[:, None])  # [rungs, grid]
+    p = torch.exp(logp - logp.max(-1, keepdim=True).values)
+    exact = (p * (grid > 0)).sum(-1) / p.sum(-1)
+    assert float(exact[0]) < 0.5 < float(exact[-1])  # the flat well first, the low one at large n
+    # Each ladder is an independent run: the mean over 8 is within 4 standard errors (plus 0.01 for autocorrelated
+    # draws at the largest n, where all but a few hundredths sit in one well).
+    se = right.std(0) / math.sqrt(right.shape[0])
+    assert bool(((right.mean(0) - exact).abs() <= 4 * se + 0.01).all()), (right.mean(0), exact, se)
+    assert post.accept > 0.4 and float(post.swap_rate.min()) > 0.2
+
+
+def test_bayes_crossing_and_free_energy_prediction():
+    from tmslab.experiments.slt import crossing, free_energy_crossing
+
+    ns = torch.tensor([10.0, 100.0, 1000.0, 10_000.0])
+    assert crossing(ns, torch.tensor([-0.5, -0.1, 0.1, 0.9])) == pytest.approx(math.sqrt(100 * 1000))
+    assert math.isnan(crossing(ns, torch.tensor([-0.5, 0.1, -0.1, -0.2])))  # never positive for good
+    assert math.isnan(crossing(ns, torch.tensor([0.5, 0.1, 0.1, 0.2])))  # positive from the start
+    n = free_energy_crossing(0.02, 1.5)
+    assert n * 0.02 == pytest.approx(1.5 * math.log(n), rel=1e-9) and n > math.e
+
+
+def test_bayes_analysis_records_a_claim_and_json_tables(monkeypatch):
+    import json
+    from types import SimpleNamespace
+
+    from tmslab.experiments import slt as E
+
+    monkeypatch.setattr(E, "BAYES_NS", torch.tensor([10.0, 100.0, 1000.0], dtype=torch.float64))
+    monkeypatch.setattr(E, "BAYES_RUN", {"ladders": 2, "steps": 40, "burnin": 20, "thin": 10, "prior_std": 1.0})
+    tables: dict = {}
+    check = E.SLT()._bayes(SimpleNamespace(quick=False), T.critical_points(6), tables)
+    assert check.kind == "claim" and check.status in ("pass", "fail")
+    bayes = json.loads(json.dumps(tables["bayesian"], allow_nan=False))  # no NaN reaches results.json
+    fractions = torch.tensor(list(bayes["fractions"].values()), dtype=torch.float64)
+    torch.testing.assert_close(fractions.sum(0), torch.ones(3, dtype=torch.float64))  # every draw labelled once
+    assert (bayes["n_cr"] is None) == (check.measured == "no crossing")
+    quick = E.SLT()._bayes(SimpleNamespace(quick=True), T.critical_points(6), {})
+    assert quick.status == "not evaluated"

@@ -12,6 +12,7 @@ full batch — on n fixed one-hot samples (nβ = n/log n) or on the exact popula
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,3 +173,99 @@ def calibrate(
     if not ok:
         raise RuntimeError("no SGLD setting in the sweep gave a plateauing loss trace; widen the grid.")
     return max(ok, key=lambda r: (r.lr, -r.localization)), runs
+
+
+# ---- The Bayesian posterior as the number of samples grows (Chen et al. 2023 §5) ---------------------------------
+
+
+@dataclass
+class PosteriorDraws:
+    """Draws of the posteriors p_n(w) ∝ φ(w)·exp(−n·L(w)) at every n of a ladder.
+
+    `theta` [draws, ladders, rungs, params]: `ladders` independent replica-exchange runs, each with one replica
+    per n (`rungs`); `accept` the mean MALA acceptance after burn-in; `swap_rate` [rungs − 1] the acceptance of
+    exchanges between neighbouring n."""
+
+    n: Tensor
+    theta: Tensor
+    accept: float
+    swap_rate: Tensor
+
+
+def replica_exchange(
+    loss: Callable[[Tensor], Tensor],
+    dim: int,
+    ns: Tensor,
+    ladders: int = 8,
+    steps: int = 4000,
+    burnin: int = 2000,
+    thin: int = 80,
+    prior_std: float = 1.0,
+    seed: int = 0,
+) -> PosteriorDraws:
+    """Sample p_n(w) ∝ N(w; 0, prior_std²)·exp(−n·L(w)) for every n in `ns` at once: one Metropolis-adjusted
+    Langevin (MALA) chain per n, and after every step an exchange of the states of neighbouring n (alternately
+    the even and the odd pairs), accepted with probability min(1, exp((n_i − n_j)(L(w_i) − L(w_j)))) — parallel
+    tempering with n as the inverse temperature. The small-n posteriors are broad and cross between basins
+    freely; the exchanges carry those crossings up to large n, where a single chain would stay in the basin it
+    started in. Step sizes adapt towards 57% acceptance during burn-in, then stay fixed (the chain is then
+    exactly reversible for its target). `loss` maps [batch, dim] to [batch] and must be differentiable.
+    """
+    g = torch.Generator().manual_seed(seed)
+    ns = ns.double()
+    rungs = len(ns)
+    n = ns.repeat(ladders)  # replica r = ladder·rungs + rung
+    count = n.shape[0]
+
+    def energy(theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        theta = theta.detach().requires_grad_(True)
+        L = loss(theta)
+        E = n * L + 0.5 * (theta**2).sum(-1) / prior_std**2
+        (grad,) = torch.autograd.grad(E.sum(), theta)
+        return E.detach(), grad, L.detach()
+
+    theta = prior_std * torch.randn(count, dim, generator=g, dtype=torch.float64)
+    E, grad, L = energy(theta)
+    eps = 0.2 / n  # the loss's curvature grows ∝ n; adapted below
+    kept, accepted, swaps, tries = [], 0.0, torch.zeros(rungs - 1, dtype=torch.float64), torch.zeros(rungs - 1)
+    for step in range(steps):
+        noise = torch.randn(count, dim, generator=g, dtype=torch.float64)
+        prop = theta - eps[:, None] * grad + (2 * eps).sqrt()[:, None] * noise
+        E2, grad2, L2 = energy(prop)
+        forward = ((prop - theta + eps[:, None] * grad) ** 2).sum(-1) / (4 * eps)
+        backward = ((theta - prop + eps[:, None] * grad2) ** 2).sum(-1) / (4 * eps)
+        u = torch.rand(count, generator=g, dtype=torch.float64)
+        ok = u.log() < E - E2 + forward - backward
+        theta, grad = torch.where(ok[:, None], prop, theta), torch.where(ok[:, None], grad2, grad)
+        E, L = torch.where(ok, E2, E), torch.where(ok, L2, L)
+        if step < burnin:
+            eps = eps * torch.exp(0.05 * (ok.double() - 0.574))
+        else:
+            accepted += float(ok.double().mean())
+        k = torch.arange(step % 2, rungs - 1, 2)
+        i = (torch.arange(ladders)[:, None] * rungs + k).flatten()
+        j = i + 1
+        u = torch.rand(len(i), generator=g, dtype=torch.float64)
+        swap = u.log() < (n[i] - n[j]) * (L[i] - L[j])
+        tries[k] += ladders
+        swaps.index_add_(0, k.repeat(ladders), swap.double())
+        if bool(swap.any()):
+            order = torch.arange(count)
+            order[i[swap]], order[j[swap]] = j[swap], i[swap]
+            theta = theta[order]
+            E, grad, L = energy(theta)
+        if step >= burnin and (step - burnin) % thin == thin - 1:
+            kept.append(theta.view(ladders, rungs, dim).clone())
+    return PosteriorDraws(ns, torch.stack(kept), accepted / max(1, steps - burnin), swaps / tries.clamp(min=1))
+
+
+def descend(loss: Callable[[Tensor], Tensor], theta: Tensor, steps: int = 1500, lr: float = 0.02) -> Tensor:
+    """Each row of `theta` [batch, dim] moved downhill on `loss` by Adam: the local minimum whose basin a
+    posterior draw lies in (how draws are assigned to phases)."""
+    x = theta.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([x], lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss(x).sum().backward()
+        opt.step()
+    return x.detach()
