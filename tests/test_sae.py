@@ -217,3 +217,15 @@ def test_sweep_sae_section_one_row_per_sae_and_resumes(tmp_path):
         load_spec({**spec, "sae": {"ration": [1]}})
     with pytest.raises(ConfigError, match="--arch"):
         load_spec({**spec, "sae": {"arch": ["topk", "gated2"]}})
+
+
+def test_sae_synthetic_without_the_extra_still_checks_the_metric_invariant(monkeypatch):
+    import sys
+    from types import SimpleNamespace
+
+    from tmslab.experiments.sae import SAESynthetic
+
+    monkeypatch.setitem(sys.modules, "sae_lens", None)  # import sae_lens now raises ImportError
+    checks = SAESynthetic().analyze(SimpleNamespace(quick=True)).checks
+    assert [(c.kind, c.status) for c in checks] == [("claim", "not evaluated")] * 3 + [("sanity", "pass")]
+    assert all("pip install 'tmslab[sae]'" in c.reason for c in checks[:3])
