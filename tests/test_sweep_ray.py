@@ -39,7 +39,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def ray_cluster(tmp_path: Path, **env: str) -> Iterator[str]:
+def ray_cluster(**env: str) -> Iterator[str]:
     """A one-node Ray cluster with 2 CPUs started by `ray start` with `env`; yields its address."""
     ray_bin = shutil.which("ray", path=os.path.dirname(sys.executable)) or shutil.which("ray")
     if ray_bin is None:
@@ -60,7 +60,7 @@ def cluster(tmp_path):
     start in `markers`."""
     markers = tmp_path / "markers"
     markers.mkdir()
-    with ray_cluster(tmp_path, RAY_AUTH_MODE="disabled", **{MARKER_ENV: str(markers)}) as address:
+    with ray_cluster(RAY_AUTH_MODE="disabled", **{MARKER_ENV: str(markers)}) as address:
         yield address, markers
 
 
@@ -90,7 +90,7 @@ def test_cluster_that_wants_a_token_is_a_usage_error_that_writes_nothing(tmp_pat
     token = secrets.token_hex(16)
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}, "RAY_AUTH_MODE": "disabled"}
     out = tmp_path / "out"
-    with ray_cluster(tmp_path, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token) as address:
+    with ray_cluster(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token) as address:
         cmd = sweep_command(write_spec(tmp_path), out, address)
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr

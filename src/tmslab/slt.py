@@ -217,27 +217,33 @@ def replica_exchange(
     n = ns.repeat(ladders)  # replica r = ladder·rungs + rung
     count = n.shape[0]
 
-    def energy(theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def loss_and_grad(theta: Tensor) -> tuple[Tensor, Tensor]:
         theta = theta.detach().requires_grad_(True)
         L = loss(theta)
-        E = n * L + 0.5 * (theta**2).sum(-1) / prior_std**2
-        (grad,) = torch.autograd.grad(E.sum(), theta)
-        return E.detach(), grad, L.detach()
+        (grad,) = torch.autograd.grad(L.sum(), theta)
+        return L.detach(), grad
+
+    def energy(theta: Tensor, L: Tensor, grad_L: Tensor) -> tuple[Tensor, Tensor]:
+        """−log p_n up to a constant, and its gradient: cheap given L and ∇L, which move with the state."""
+        return n * L + 0.5 * (theta**2).sum(-1) / prior_std**2, n[:, None] * grad_L + theta / prior_std**2
 
     theta = prior_std * torch.randn(count, dim, generator=g, dtype=torch.float64)
-    E, grad, L = energy(theta)
+    L, grad_L = loss_and_grad(theta)
+    E, grad = energy(theta, L, grad_L)
     eps = 0.2 / n  # the loss's curvature grows ∝ n; adapted below
-    kept, accepted, swaps, tries = [], 0.0, torch.zeros(rungs - 1, dtype=torch.float64), torch.zeros(rungs - 1)
+    kept, accepted = [], 0.0
+    swaps, tries = torch.zeros(rungs - 1, dtype=torch.float64), torch.zeros(rungs - 1, dtype=torch.float64)
     for step in range(steps):
         noise = torch.randn(count, dim, generator=g, dtype=torch.float64)
         prop = theta - eps[:, None] * grad + (2 * eps).sqrt()[:, None] * noise
-        E2, grad2, L2 = energy(prop)
+        L2, grad_L2 = loss_and_grad(prop)
+        E2, grad2 = energy(prop, L2, grad_L2)
         forward = ((prop - theta + eps[:, None] * grad) ** 2).sum(-1) / (4 * eps)
         backward = ((theta - prop + eps[:, None] * grad2) ** 2).sum(-1) / (4 * eps)
         u = torch.rand(count, generator=g, dtype=torch.float64)
         ok = u.log() < E - E2 + forward - backward
-        theta, grad = torch.where(ok[:, None], prop, theta), torch.where(ok[:, None], grad2, grad)
-        E, L = torch.where(ok, E2, E), torch.where(ok, L2, L)
+        theta, grad_L = torch.where(ok[:, None], prop, theta), torch.where(ok[:, None], grad_L2, grad_L)
+        L = torch.where(ok, L2, L)
         if step < burnin:
             eps = eps * torch.exp(0.05 * (ok.double() - 0.574))
         else:
@@ -249,11 +255,10 @@ def replica_exchange(
         swap = u.log() < (n[i] - n[j]) * (L[i] - L[j])
         tries[k] += ladders
         swaps.index_add_(0, k.repeat(ladders), swap.double())
-        if bool(swap.any()):
-            order = torch.arange(count)
-            order[i[swap]], order[j[swap]] = j[swap], i[swap]
-            theta = theta[order]
-            E, grad, L = energy(theta)
+        order = torch.arange(count)
+        order[i[swap]], order[j[swap]] = j[swap], i[swap]
+        theta, L, grad_L = theta[order], L[order], grad_L[order]  # a state keeps its loss; its n changes
+        E, grad = energy(theta, L, grad_L)
         if step >= burnin and (step - burnin) % thin == thin - 1:
             kept.append(theta.view(ladders, rungs, dim).clone())
     return PosteriorDraws(ns, torch.stack(kept), accepted / max(1, steps - burnin), swaps / tries.clamp(min=1))

@@ -270,8 +270,8 @@ class SLT(Experiment):
 
         c = 6
 
-        def loss(theta: Tensor) -> Tensor:
-            return theory.one_hot_loss(theta[:, : 2 * c].view(-1, 2, c), theta[:, 2 * c :])
+        def loss(theta: Tensor) -> Tensor:  # the 3c parameters of a draw, flattened: W [2, c] then b [c]
+            return exact_losses(theta[:, : 2 * c].view(-1, 2, c), theta[:, 2 * c :])
 
         post = slt.replica_exchange(loss, 3 * c, BAYES_NS, seed=BAYES_SEED, **BAYES_RUN)
         ends = loss(slt.descend(loss, post.theta.reshape(-1, 3 * c))).view(post.theta.shape[:3])
