@@ -403,3 +403,19 @@ def test_weak_regime_predictions_agree_when_the_top_m_are_represented():
     skipped = top.clone()
     skipped[0] = False  # leaving the most frequent feature out costs its share
     assert unrepresented_loss(p, skipped) - predicted_loss(p, m) == pytest.approx(p[0] * 4 / 3 / n, rel=1e-9)
+
+
+def test_scaling_experiment_on_a_wider_gamma_grid_keeps_the_spec_checks(tmp_path):
+    """examples/scaling_schedule.py's experiment: extra γ add table rows and figure points, never checks."""
+    from tmslab.experiments.runner import run_experiment
+    from tmslab.experiments.scaling import PAPER_SCHEDULE, ScalingLaws
+
+    res = run_experiment(ScalingLaws(gammas=(1.0, 0.5, -1.0)), tmp_path, quick=True, progress=False)
+    assert sorted({r["gamma"] for r in res["tables"]["per_model"]}) == [-1.0, 0.5, 1.0]
+    assert res["configs"]["gamma+0.5-m4"]["weight_decay"] == 0.5
+    names = [c["name"] for c in res["checks"]]
+    assert len(names) == 14 and all(n.startswith(("γ = −1", "γ = +1")) for n in names)
+    paper = ScalingLaws(size=PAPER_SCHEDULE, device="cuda").runs(quick=False)["gamma+1-m10"]
+    assert (paper.steps, paper.batch_size, paper.warmup_steps, paper.device) == (20_000, 2048, 2000, "cuda")
+    with pytest.raises(ValueError, match="include -1 and 1"):
+        ScalingLaws(gammas=(0.5, 1.0))

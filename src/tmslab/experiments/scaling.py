@@ -26,6 +26,8 @@ ALPHAS = (0.5, 1.0)
 HIDDEN = (10, 15, 25, 39, 63, 100)
 GAMMAS = (-1.0, 1.0)
 FULL = dict(n_features=1000, steps=3000, batch_size=1024, warmup_steps=300, eval_samples=100_000)
+#: The paper's exp-10 schedule (20,000 steps × batch 2,048, 10% warm-up): `ScalingLaws(size=PAPER_SCHEDULE)`.
+PAPER_SCHEDULE = dict(FULL, steps=20_000, batch_size=2048, warmup_steps=2000)
 QUICK_HIDDEN = (4, 8)
 QUICK = dict(n_features=100, steps=150, batch_size=128, warmup_steps=15, eval_samples=4000)
 VALUE_MAX = 2.0
@@ -38,10 +40,6 @@ REPRESENTED = metrics.LEARNED_NORM
 
 def _name(gamma: float, m: int) -> str:
     return f"gamma{gamma:+g}-m{m}"
-
-
-def _grid(quick: bool) -> tuple[dict[str, Any], tuple[int, ...]]:
-    return (QUICK, QUICK_HIDDEN) if quick else (FULL, HIDDEN)
 
 
 def predicted_loss(p: list[float], m: int, value_max: float = VALUE_MAX) -> float:
@@ -103,21 +101,35 @@ class ScalingLaws(Experiment):
         "— so the rows 'represented ≈ m' and 'loss within 20% of the top-m prediction' fail here as recorded."
     )
 
+    def __init__(self, gammas: tuple[float, ...] = GAMMAS, size: dict[str, Any] | None = None,
+                 device: str = "cpu") -> None:
+        """`tms reproduce` uses the defaults. `gammas` adds rows to the tables and figures (the checks are the
+        spec's, at γ = −1 and +1, and need both); `size` replaces FULL (e.g. PAPER_SCHEDULE); `device` "cuda"
+        trains on the GPU (examples/scaling_schedule.py)."""
+        if not {-1.0, 1.0} <= set(gammas):
+            raise ValueError(f"gammas must include -1 and 1 (the checks' settings), got {gammas}.")
+        self.gammas = tuple(sorted(gammas))
+        self.size = FULL if size is None else size
+        self.device = device
+
+    def _grid(self, quick: bool) -> tuple[dict[str, Any], tuple[int, ...]]:
+        return (QUICK, QUICK_HIDDEN) if quick else (self.size, HIDDEN)
+
     def runs(self, quick: bool) -> dict[str, TrainConfig]:
-        size, hidden = _grid(quick)
+        size, hidden = self._grid(quick)
         return {
             _name(g, m): TrainConfig(
                 n_hidden=m, density=[f"power:{a:g}" for a in ALPHAS], value_max=VALUE_MAX, weight_decay=g,
                 decay_bias=False, init="paper", lr=1e-2, schedule="cosine-floor", lr_floor=0.05, sparse=True,
-                seed=15, **size,
+                seed=15, device=self.device, **size,
             )
-            for g in GAMMAS for m in hidden
+            for g in self.gammas for m in hidden
         }
 
     def analyze(self, ctx: Context) -> Analysis:
-        _, hidden = _grid(ctx.quick)
+        _, hidden = self._grid(ctx.quick)
         rows = []
-        for g in GAMMAS:
+        for g in self.gammas:
             for m in hidden:
                 run = ctx.runs[_name(g, m)]
                 n = run.config.n_features
@@ -137,10 +149,9 @@ class ScalingLaws(Experiment):
         checks = self._checks(summary, ctx.quick)
         return Analysis(checks, self._figures(rows, summary, hidden), {"per_model": rows, "per_regime": summary})
 
-    @staticmethod
-    def _summary(rows: list[dict[str, Any]], hidden: tuple[int, ...]) -> list[dict[str, Any]]:
+    def _summary(self, rows: list[dict[str, Any]], hidden: tuple[int, ...]) -> list[dict[str, Any]]:
         out = []
-        for g in GAMMAS:
+        for g in self.gammas:
             for a in ALPHAS:
                 sel = [r for r in rows if r["gamma"] == g and r["alpha"] == a]
                 ms = [r["m"] for r in sel]
@@ -171,6 +182,8 @@ class ScalingLaws(Experiment):
 
         for s in summary:
             a = s["alpha"]
+            if s["gamma"] not in GAMMAS:  # rows of a wider γ grid: tables and figures only
+                continue
             if s["gamma"] < 0:
                 add(f"γ = −1, α = {a:g}: smallest fraction of features represented (over m)",
                     round(s["min_fraction_represented"], 4), "≥ 0.9", s["min_fraction_represented"] >= 0.9,
@@ -199,14 +212,13 @@ class ScalingLaws(Experiment):
                     "the activated-but-unrepresented features (the paper's Fig. 5a)")
         return checks
 
-    @staticmethod
-    def _figures(rows: list[dict[str, Any]], summary: list[dict[str, Any]], hidden: tuple[int, ...]) -> list[Any]:
+    def _figures(self, rows: list[dict[str, Any]], summary: list[dict[str, Any]], hidden: tuple[int, ...]) -> list[Any]:
         figs = []
         ms = list(hidden)
         for a in ALPHAS:
             series: dict[str, Any] = {}
             dash: dict[str, str] = {}
-            for g in GAMMAS:
+            for g in self.gammas:
                 sel = [r for r in rows if r["gamma"] == g and r["alpha"] == a]
                 loss = [r["loss"] for r in sel]
                 series[f"γ = {g:+g}"] = (ms, loss)
@@ -224,7 +236,7 @@ class ScalingLaws(Experiment):
                 title=f"p_i ∝ i^−{1 + a:g} (α = {a:g})",
                 caption=f"Loss against width, α = {a:g}: weight growth (γ = −1) gives ≈ 1/m; weight decay (γ = +1) "
                         "follows the loss of the activated-but-unrepresented features (dotted)."))
-        frac = {f"α = {a:g}, m = {m}": (list(GAMMAS), [r["fraction_represented"] for r in rows
+        frac = {f"α = {a:g}, m = {m}": (list(self.gammas), [r["fraction_represented"] for r in rows
                                                        if r["alpha"] == a and r["m"] == m]) for a in ALPHAS for m in ms}
         figs.append(figure("represented-vs-gamma", "lines", None, frac, xlabel="signed weight decay γ",
                            ylabel="fraction of features with ‖W_i‖ > 0.5",
@@ -232,7 +244,7 @@ class ScalingLaws(Experiment):
                                    "(γ = −1), about m under decay (γ = +1)."))
         ov: dict[str, Any] = {f"γ = {g:+g}, α = {a:g}": (ms, [r["squared_overlap"] for r in rows
                                                              if r["gamma"] == g and r["alpha"] == a])
-                              for g in GAMMAS for a in ALPHAS}
+                              for g in self.gammas for a in ALPHAS}
         ov["1/m"] = (ms, [1 / m for m in ms])
         figs.append(figure("overlap-vs-m", "lines", None, ov, xlabel="hidden dimensions m",
                            ylabel="mean (Ŵ_i·Ŵ_j)² of represented features", log_x=True, log_y=True,

@@ -251,6 +251,8 @@ def train(
         torch.set_num_threads(threads)
         if bar is not None:
             bar.close()
+    if config.device == "cuda":  # kernels run asynchronously: train_seconds counts them all
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     if config.device == "cuda":  # evaluate on the CPU: the very samples a CPU run of this config is scored on
         model.cpu()
