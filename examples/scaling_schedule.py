@@ -49,6 +49,7 @@ def main() -> None:
     ap.add_argument("--gammas", default="1,-1", help="comma list, in priority order; must include 1 and -1")
     ap.add_argument("--steps", type=int, default=PAPER_SCHEDULE["steps"])
     ap.add_argument("--batch-size", type=int, default=PAPER_SCHEDULE["batch_size"])
+    ap.add_argument("--eval-samples", type=int, default=PAPER_SCHEDULE["eval_samples"])
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per job (the evaluation runs on CPU)")
     ap.add_argument("--deadline", type=float, default=float("inf"), help="seconds after which no new run starts")
@@ -56,7 +57,8 @@ def main() -> None:
     args = ap.parse_args()
 
     order = [float(g) for g in args.gammas.split(",")]
-    size = dict(PAPER_SCHEDULE, steps=args.steps, batch_size=args.batch_size, warmup_steps=args.steps // 10)
+    size = dict(PAPER_SCHEDULE, steps=args.steps, batch_size=args.batch_size, warmup_steps=args.steps // 10,
+                eval_samples=args.eval_samples)
     exp = ScalingLaws(gammas=tuple(order), size=size, device=args.device)
     exp.notes += (f" This run (examples/scaling_schedule.py): {args.steps:,} steps × batch {args.batch_size:,} "
                   f"with {args.steps // 10:,} warm-up steps, trained on {args.device}, γ ∈ {sorted(order)}.")

@@ -419,3 +419,24 @@ def test_scaling_experiment_on_a_wider_gamma_grid_keeps_the_spec_checks(tmp_path
     assert (paper.steps, paper.batch_size, paper.warmup_steps, paper.device) == (20_000, 2048, 2000, "cuda")
     with pytest.raises(ValueError, match="include -1 and 1"):
         ScalingLaws(gammas=(0.5, 1.0))
+
+
+def test_scaling_schedule_example_trains_then_analyses_the_saved_runs(tmp_path):
+    """examples/scaling_schedule.py as documented: a --train-only pass, then a pass that trains nothing and
+    analyses the saved weights with the experiment's code (results.json, the report)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "examples" / "scaling_schedule.py"
+    args = [sys.executable, str(script), "--out", str(tmp_path), "--steps", "20", "--batch-size", "32",
+            "--eval-samples", "500", "--gammas", "1,-1,0.5"]
+    first = subprocess.run([*args, "--train-only", "--jobs", "2"], capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert "training 18" in first.stdout and not (tmp_path / "scaling-laws" / "results.json").exists()
+    second = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr
+    assert "18 of 18 runs already saved; training 0" in second.stdout
+    res = json.loads((tmp_path / "scaling-laws" / "results.json").read_text())
+    assert res["configs"]["gamma+0.5-m100"]["steps"] == 20 and len(res["checks"]) == 14
+    assert (tmp_path / "index.html").exists()
