@@ -86,6 +86,7 @@ def main() -> None:
             if time.perf_counter() - start > args.deadline:
                 cancelled = sum(f.cancel() for f in futures)
                 print(f"deadline: {cancelled} runs not started", flush=True)
+                args.deadline = float("inf")  # said once
     if args.train_only:
         return
     missing = [name for name in configs if not _finished(edir / name, configs[name])]

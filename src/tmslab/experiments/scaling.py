@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from tmslab import metrics
-from tmslab.config import TrainConfig, density_law
+from tmslab.config import Device, TrainConfig, density_law
 from tmslab.experiments import register
 from tmslab.experiments.base import Analysis, Check, Context, Experiment, figure
 
@@ -102,7 +102,7 @@ class ScalingLaws(Experiment):
     )
 
     def __init__(self, gammas: tuple[float, ...] = GAMMAS, size: dict[str, Any] | None = None,
-                 device: str = "cpu") -> None:
+                 device: Device = "cpu") -> None:
         """`tms reproduce` uses the defaults. `gammas` adds rows to the tables and figures (the checks are the
         spec's, at γ = −1 and +1, and need both); `size` replaces FULL (e.g. PAPER_SCHEDULE); `device` "cuda"
         trains on the GPU (examples/scaling_schedule.py)."""
