@@ -23,8 +23,9 @@ from pathlib import Path
 import torch
 
 from tmslab.config import TrainConfig
+from tmslab.experiments.runner import build_index, finished_run, run_experiment, write_summary
 from tmslab.experiments.scaling import PAPER_SCHEDULE, ScalingLaws
-from tmslab.io import RunFormatError, load_run, save_run
+from tmslab.io import save_run
 from tmslab.training import train
 
 
@@ -33,13 +34,6 @@ def _train_one(rdir: Path, config: TrainConfig, threads: int) -> tuple[str, floa
     result = train(config)
     save_run(rdir, result, force=True)
     return rdir.name, result.train_seconds, result.eval_seconds
-
-
-def _finished(rdir: Path, config: TrainConfig) -> bool:
-    try:
-        return load_run(rdir).config == config
-    except RunFormatError:
-        return False
 
 
 def main() -> None:
@@ -64,7 +58,7 @@ def main() -> None:
                   f"with {args.steps // 10:,} warm-up steps, trained on {args.device}, γ ∈ {sorted(order)}.")
     configs = exp.runs(quick=False)
     edir = args.out / exp.name
-    todo = sorted((name for name in configs if not _finished(edir / name, configs[name])),
+    todo = sorted((name for name in configs if finished_run(edir / name, configs[name]) is None),
                   key=lambda name: order.index(configs[name].weight_decay))
     print(f"{len(configs) - len(todo)} of {len(configs)} runs already saved; training {len(todo)}", flush=True)
     if todo:
@@ -89,11 +83,9 @@ def main() -> None:
                 args.deadline = float("inf")  # said once
     if args.train_only:
         return
-    missing = [name for name in configs if not _finished(edir / name, configs[name])]
+    missing = [name for name in configs if finished_run(edir / name, configs[name]) is None]
     if missing:
         raise SystemExit(f"error: {len(missing)} runs missing ({', '.join(missing[:4])} …); run again to train them.")
-    from tmslab.experiments.runner import build_index, run_experiment, write_summary
-
     results = run_experiment(exp, args.out, quick=False, progress=False)
     write_summary(args.out)
     build_index(args.out)

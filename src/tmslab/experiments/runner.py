@@ -51,16 +51,22 @@ def _is_done(edir: Path, quick: bool) -> bool:
     return res.get("quick") == quick
 
 
+def finished_run(rdir: Path, config: Any) -> Any:
+    """The run saved at `rdir` if it was trained with exactly `config`, else None (missing or another config)."""
+    try:
+        run = load_run(rdir)
+    except RunFormatError:
+        return None
+    return run if run.config == config else None
+
+
 def _train_run(rdir: Path, config: Any, progress: bool, desc: str) -> Any:
     """Reuse a finished run with the same configuration, else train and save it atomically."""
     from tmslab.training import train
 
-    try:
-        run = load_run(rdir)
-        if run.config == config:
-            return run
-    except RunFormatError:
-        pass
+    run = finished_run(rdir, config)
+    if run is not None:
+        return run
     result = train(config, progress=progress, desc=desc)
     save_run(rdir, result, force=True)
     return load_run(rdir)

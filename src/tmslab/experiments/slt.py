@@ -74,10 +74,19 @@ def plateaus(steps: Tensor, loss: Tensor, min_span: float = 0.05, rel_change: fl
     return out
 
 
+def nearest_indices(losses: Tensor, points: list[theory.CriticalPoint]) -> tuple[Tensor, Tensor]:
+    """For every loss in `losses` (any shape): the index of the critical point with the nearest loss (the first
+    on a tie), and the relative gap |loss − L_p| / L_p."""
+    crit = torch.tensor([p.loss for p in points], dtype=torch.float64)
+    losses = losses.double()
+    idx = (losses[..., None] - crit).abs().argmin(-1)
+    return idx, (losses - crit[idx]).abs() / crit[idx].clamp(min=1e-12)
+
+
 def nearest(loss: float, points: list[theory.CriticalPoint]) -> tuple[theory.CriticalPoint, float]:
     """The critical point with the loss nearest to `loss`, and the relative gap."""
-    p = min(points, key=lambda q: abs(q.loss - loss))
-    return p, abs(loss - p.loss) / max(p.loss, 1e-12)
+    idx, gap = nearest_indices(torch.tensor(loss), points)
+    return points[int(idx)], float(gap)
 
 
 def crossing(ns: Tensor, lead: Tensor) -> float:
@@ -275,9 +284,8 @@ class SLT(Experiment):
 
         post = slt.replica_exchange(loss, 3 * c, BAYES_NS, seed=BAYES_SEED, **BAYES_RUN)
         ends = loss(slt.descend(loss, post.theta.reshape(-1, 3 * c))).view(post.theta.shape[:3])
-        crit = torch.tensor([p.loss for p in points], dtype=torch.float64)
-        label = (ends[..., None] - crit).abs().argmin(-1)  # [draws, ladders, rungs]
-        label = torch.where((ends - crit[label]).abs() <= 0.02 * crit[label], label, -1)
+        label, gap = nearest_indices(ends, points)  # [draws, ladders, rungs]
+        label = torch.where(gap <= 0.02, label, -1)
         fraction = {p.label: (label == i).double().mean((0, 1)) for i, p in enumerate(points)}
         fraction["other"] = (label == -1).double().mean((0, 1))
         i6, i5 = (next(i for i, p in enumerate(points) if p.label == lab) for lab in ("6-gon", "5-gon"))
