@@ -14,16 +14,18 @@ from tmslab import metrics
 from tmslab.config import ConfigError, TrainConfig
 from tmslab.io import load_run, save_run
 from tmslab.models import ToyModel
-from tmslab.training import train
+from tmslab.training import build, train
 from tmslab.training.finite import (
     SparseDataset,
     _Layout,
     concat,
     datasets,
+    flushing_subnormals,
     hidden_vectors,
     loss_and_grad,
     losses,
     sample_dataset,
+    train_finite,
 )
 from tmslab.training.reference import lr_multiplier
 
@@ -137,6 +139,23 @@ def test_finite_training_equals_dense_reference_loop():
     assert_close(result.params["b"], model.b.detach(), rtol=1e-4, atol=1e-5)
     with torch.no_grad():
         assert_close(result.train_loss, dense_objective(model.W, model.b, dense_x)[1], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("caller_flushes", [False, True])
+def test_training_flushes_subnormals_and_restores_the_callers_setting(caller_flushes):
+    """AdamW's second moment of a feature no data point reaches decays into the subnormal range over the paper's
+    50,000 steps, where arithmetic is several times slower: training flushes subnormals, then leaves the caller's
+    setting as it found it."""
+    c = finite_config(steps=3, record_every=1)
+    model = build(c)[0]
+    seen = []
+    torch.set_flush_denormal(caller_flushes)
+    try:
+        train_finite(model, c, hook=lambda step, model, loss: seen.append(flushing_subnormals()))
+        assert seen == [True] * 3
+        assert flushing_subnormals() == caller_flushes
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def test_finite_run_saves_its_dataset_and_every_loss_recomputes(tmp_path):
