@@ -260,6 +260,30 @@ def test_interrupted_sweep_stops_its_workers_and_keeps_finished_jobs(tmp_path, s
     assert not plan.fresh and len(plan.jobs) == 4
 
 
+def test_stop_workers_kills_a_worker_that_defers_sigterm_after_the_forkserver_died():
+    """At the paper's sizes a worker sits in one compiled chunk for minutes, where its SIGTERM handler cannot run,
+    and a group-wide SIGTERM kills the forkserver as well (multiprocessing then reads every worker as dead): the
+    driver still kills the worker and returns, with jobs left in the queue."""
+    import threading
+    from multiprocessing import forkserver
+
+    from tmslab.pool import _alive, process_pool, stop_workers, worker_start
+
+    pool = process_pool(1, 1, [])
+    with worker_start():
+        pool.submit(signal.pthread_sigmask, signal.SIG_BLOCK, {signal.SIGTERM}).result(timeout=60)
+    for _ in range(3):  # one running, the others queued
+        pool.submit(time.sleep, 600)
+    (worker,) = list(pool._processes)
+    time.sleep(0.5)
+    os.kill(forkserver._forkserver._forkserver_pid, signal.SIGTERM)
+    stopper = threading.Thread(target=stop_workers, args=(pool,), daemon=True)
+    stopper.start()
+    stopper.join(30)
+    assert not stopper.is_alive(), "stop_workers hung"
+    wait_for(lambda: not _alive(worker), timeout=5)  # SIGKILL sent; its delivery is asynchronous
+
+
 @pytest.mark.parametrize("args", [["train", *ENDLESS], ["sweep", "SPEC", "--workers", "2"]])
 def test_ctrl_c_at_start_up_is_one_line(tmp_path, spec_file, args):
     args = [spec_file if a == "SPEC" else a for a in args]

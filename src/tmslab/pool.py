@@ -35,7 +35,7 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _driver_alive(pid: int) -> bool:
+def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -49,7 +49,7 @@ def _driver_alive(pid: int) -> bool:
 
 
 def _watch_driver(pid: int) -> None:
-    while _driver_alive(pid):
+    while _alive(pid):
         time.sleep(0.5)
     os._exit(1)
 
@@ -84,7 +84,18 @@ def process_pool(workers: int, threads: int, preload: list[str]) -> ProcessPoolE
 
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(preload)
-    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(threads, os.getpid()))
+    return _Pool(workers, mp_context=ctx, initializer=_init_worker, initargs=(threads, os.getpid()))
+
+
+class _Pool(ProcessPoolExecutor):
+    """A pool that remembers its workers' pids: multiprocessing forgets them once the pool breaks (e.g. when a
+    group-wide SIGTERM kills the forkserver), and `stop_workers` still has to stop them."""
+
+    pids: set[int]
+
+    def _spawn_process(self) -> None:
+        super()._spawn_process()  # type: ignore[misc]
+        self.pids = {*getattr(self, "pids", ()), *self._processes}
 
 
 def start_forkserver(preload: list[str]) -> None:
@@ -126,14 +137,26 @@ def worker_start() -> Iterator[None]:
 
 def stop_workers(pool: ProcessPoolExecutor) -> None:
     """Terminate the pool's processes at once (the work they run is lost; committed results are kept)."""
-    procs = list((getattr(pool, "_processes", None) or {}).values())
-    for p in procs:
-        if p.is_alive():
-            p.terminate()
-    for p in procs:
-        p.join(timeout=5)
-        if p.is_alive():
-            p.kill()
+    # By pid, not Process.is_alive(): a group-wide SIGTERM also kills the forkserver, after which multiprocessing
+    # reads every worker as dead while it still runs (inside a compiled chunk a worker's own SIGTERM handler
+    # waits for the chunk's end: minutes at the paper's sizes).
+    pids = sorted(getattr(pool, "pids", ()))
+    _send(pids, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _send([pid for pid in pids if _alive(pid)], signal.SIGKILL)
+    # Jobs still queued for the dead workers would block the queue's feeder thread, and with it the pool's
+    # shutdown and the interpreter's exit, on a pipe nobody reads any more.
+    call_queue = getattr(pool, "_call_queue", None)
+    if call_queue is not None:
+        call_queue.cancel_join_thread()
     # The pool's manager thread now sees dead workers and closes its queues; waiting for it releases
     # their semaphores (otherwise reported as "leaked" by multiprocessing's resource tracker at exit).
     pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _send(pids: list[int], signum: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
