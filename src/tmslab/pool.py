@@ -157,6 +157,10 @@ def stop_workers(pool: ProcessPoolExecutor) -> None:
 
 
 def _send(pids: list[int], signum: int) -> None:
+    """Signal those of `pids` still in this process group: a worker that died earlier may have had its pid reused
+    by an unrelated process, which must never be signalled (workers inherit the driver's group)."""
+    group = os.getpgid(0)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signum)
+            if os.getpgid(pid) == group:
+                os.kill(pid, signum)
