@@ -205,14 +205,19 @@ def main() -> None:
                 print(f"time per step (sparse): {per:.3f} s; peak child RSS {rows['tmslab --sparse']['rss']:.0f} MiB; "
                       f"40k steps at m=256: {per * 40_000 / 3600:.1f} h (×8 widths ≤ {per * 320_000 / 3600:.0f} h, "
                       "an upper bound: the dense decoder cost grows with m)")
-        if a.cold:
+        if a.cold:  # a 10-step run of one density-0.05 instance, cold then warm, each path, a fresh cache each time
             cfg = dict(CONFIGS["phase"], densities=[0.05])
-            cache = Path(tmp) / "numba-cache"
-            cold = tms_train(cfg, 10, a.threads, True, Path(tmp) / "cold", {"NUMBA_CACHE_DIR": str(cache)})
-            warm = tms_train(cfg, 10, a.threads, True, Path(tmp) / "warm", {"NUMBA_CACHE_DIR": str(cache)})
-            print(f"\ncold numba cache: {cold['wall']:.1f} s, warm: {warm['wall']:.1f} s, overhead "
-                  f"{cold['wall'] - warm['wall']:.1f} s")
-
+            for sparse in (False, True):
+                overheads = []
+                for rep in range(3):
+                    env = {"NUMBA_CACHE_DIR": str(Path(tmp) / f"numba-cache-{sparse}-{rep}")}
+                    cold = tms_train(cfg, 10, a.threads, sparse, Path(tmp) / f"cold-{sparse}-{rep}", env)
+                    warm = tms_train(cfg, 10, a.threads, sparse, Path(tmp) / f"warm-{sparse}-{rep}", env)
+                    overheads.append(cold["wall"] - warm["wall"])
+                    print(f"cold numba cache ({'--sparse' if sparse else 'default'}): {cold['wall']:.1f} s, warm: "
+                          f"{warm['wall']:.1f} s, overhead {overheads[-1]:.1f} s")
+                print(f"overhead, median of 3 ({'--sparse' if sparse else 'default'}): "
+                      f"{sorted(overheads)[1]:.1f} s")
 
 if __name__ == "__main__":
     main()

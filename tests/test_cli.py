@@ -66,6 +66,28 @@ def test_train_then_inspect_and_load(tms, tmp_path):
     assert run.versions["tmslab"] == tmslab.__version__ and "torch" in run.versions
 
 
+@pytest.mark.parametrize(
+    "args, kernels",
+    [
+        ([], ["train_dense"]),
+        (["--sparse"], ["train_sparse", "evaluate_sparse"]),
+        (["--engine", "reference"], []),
+    ],
+)
+def test_train_starts_compiling_the_kernels_it_will_run_before_its_imports(tms, tmp_path, monkeypatch, args, kernels):
+    """A first run after an install compiles the fast engine's kernels in children started before the slow imports
+    (tmslab.precompile); a run that will not use them starts none."""
+    from tmslab import precompile
+    from tmslab.training import fast
+
+    started = []
+    monkeypatch.setattr(precompile, "start", lambda names: started.extend(names))
+    monkeypatch.setattr(fast, "start_compiling", lambda names: None)  # only the CLI's own start is recorded
+    code, _, err = tms("train", "--out", tmp_path / "run", *args, *TINY)
+    assert code == 0, err
+    assert started == kernels
+
+
 def test_existing_nonempty_out_needs_force(tms, tmp_path):
     out = tmp_path / "run"
     assert tms("train", "--out", out, *TINY)[0] == 0

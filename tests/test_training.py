@@ -1,7 +1,9 @@
 """The training entry point: layout, evaluation, restarts, recording."""
 
+import pytest
 import torch
 
+import tmslab.training as training
 from tmslab.config import TrainConfig
 from tmslab.models import ToyModel, per_instance_loss
 from tmslab.training import best_restarts, build, evaluate, train
@@ -64,6 +66,77 @@ def test_eval_loss_is_the_papers_L():
     expected = 10 * 0.3 / 3
     # per-sample loss Σ I_i x_i², std ≤ sqrt(Σ I_i² E[x⁴]) = sqrt(30·0.3/5)
     assert abs(loss - expected) < 5 * (30 * 0.3 / 5) ** 0.5 / n**0.5
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(density=[1.0, 0.3], restarts=3),  # restarts share samples
+        dict(model="abs", density=[0.2]),  # signed values, target |x|
+        dict(model="linear", value_max=2.0, importance=[1.0, 0.5, 0.25, 0.125, 1 / 16, 1 / 32, 1 / 64]),
+        dict(model="hidden-relu"),
+        dict(model="relu-output-id", density=[0.05, 0.5]),
+    ],
+)
+def test_compiled_evaluation_gives_pytorchs_numbers_bit_for_bit(make_config, monkeypatch, overrides):
+    """The compiled evaluation (torch.rand's stream re-implemented, the loss fused) scores exactly the samples, and
+    gives exactly the losses, of the PyTorch code it replaces: every recorded eval loss stays the same number.
+    Chunks of 37 samples resume the stream inside its 624-word blocks."""
+    config = make_config(n_features=7, n_hidden=3, **overrides)
+    model, dist, importance = build(config)
+    dist.density[-config.restarts :, 2] = 0.0  # an always-off feature (paper-spec §6.6)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_()
+    assert training._compiles(model, dist, importance)  # else this test would compare PyTorch with itself
+    args = (model, dist, importance, 1000)
+    compiled = [evaluate(*args, restarts=config.restarts, chunk=c) for c in (37, 8192)]
+    monkeypatch.setattr(training, "_compiles", lambda *a: False)
+    for c, got in zip((37, 8192), compiled, strict=True):
+        assert torch.equal(got, evaluate(*args, restarts=config.restarts, chunk=c))
+
+
+@pytest.mark.parametrize("signed,value_max,restarts", [(False, 1.0, 1), (True, 1.0, 3), (False, 2.0, 2)])
+def test_compiled_sampler_draws_pytorchs_samples_bit_for_bit(signed, value_max, restarts):
+    """`_evaluation.independent` is data.Independent.sample(...).repeat_interleave(restarts) from the same seed,
+    every float equal, across batches that end inside the stream's 624-word blocks."""
+    from tmslab.data import make_distribution
+    from tmslab.training import _evaluation
+
+    density = torch.tensor([[1.0, 0.5, 0.0, 0.01], [0.3, 0.3, 0.9, 1.0]])
+    dist = make_distribution("independent", density, signed=signed, value_max=value_max)
+    g, mt = torch.Generator().manual_seed(7), _evaluation.seeded(7)
+    for batch in (1, 155, 700, 3):
+        want = dist.sample(batch, g).repeat_interleave(restarts, dim=0)
+        got = torch.empty(2 * restarts, batch, 4)
+        _evaluation.independent(mt, density.numpy(), signed, value_max, restarts, got.numpy())
+        assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("kind", ["relu-output", "linear", "abs"])
+def test_compiled_loss_is_pytorchs_elementwise(kind):
+    """`_evaluation.weighted_error` is importance · (target − model(x))², every element equal."""
+    from tmslab.training import _evaluation
+
+    model = ToyModel(kind, 3, 6, 2)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_()
+    x, importance = torch.randn(3, 50, 6), torch.rand(3, 6)
+    want = importance[:, None, :] * (model.target(x) - model(x)) ** 2
+    got = model.readout(x).detach()
+    b = model.b.detach().numpy()
+    _evaluation.weighted_error(got.numpy(), b, x.numpy(), importance.numpy(), kind != "linear", kind == "abs")
+    assert torch.equal(got, want.detach())
+
+
+def test_compiled_evaluation_takes_pytorchs_path_where_it_cannot_match(make_config):
+    """Other distributions, a float64 importance or a broadcast one: PyTorch draws and scores the samples."""
+    model, dist, importance = build(make_config(distribution="correlated", set_size=1))
+    assert not training._compiles(model, dist, importance)
+    model, dist, importance = build(make_config())
+    assert not training._compiles(model, dist, importance.double())
+    assert not training._compiles(model, dist, importance[:1])
 
 
 def test_best_restarts():

@@ -256,6 +256,9 @@ def train(
     if threads is not None and threads < 1:
         raise UsageError(f"--threads must be >= 1, got {threads}.")
     check_output_dir(out, "run", force=force)
+    from tmslab import precompile
+
+    precompile.start(precompile.kernels(cfg))  # a first run's compilation overlaps this process's imports
     from tmslab.progress import Interrupted
 
     try:

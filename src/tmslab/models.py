@@ -83,15 +83,17 @@ class ToyModel(nn.Module):
         h = torch.einsum("ibf,ihf->ibh", x, self.encoder)
         return torch.relu(h) if self.kind in ("hidden-relu", "abs") else h
 
-    def forward(self, x: Float[Tensor, "instances batch features"]) -> Float[Tensor, "instances batch features"]:
+    def readout(self, x: Float[Tensor, "instances batch features"]) -> Float[Tensor, "instances batch features"]:
+        """The output layer's pre-activation without its bias."""
         h = self.hidden(x)
         if self.kind == "relu-output-id":
             h = torch.einsum("ibh,igh->ibg", h, self.identity)  # nn.Linear convention: out = h @ weightᵀ
         if self.kind == "abs":
-            pre = torch.einsum("ibh,ifh->ibf", h, self.W2)
-        else:
-            pre = torch.einsum("ibh,ihf->ibf", h, self.W)
-        pre = pre + self.b[:, None, :]
+            return torch.einsum("ibh,ifh->ibf", h, self.W2)
+        return torch.einsum("ibh,ihf->ibf", h, self.W)
+
+    def forward(self, x: Float[Tensor, "instances batch features"]) -> Float[Tensor, "instances batch features"]:
+        pre = self.readout(x) + self.b[:, None, :]
         return pre if self.kind == "linear" else torch.relu(pre)
 
     def target(self, x: Tensor) -> Tensor:

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from tmslab import precompile
 from tmslab.config import EVAL_SEED, ConfigError, TrainConfig
 from tmslab.data import FeatureDistribution, make_distribution
 from tmslab.models import ToyModel
@@ -124,22 +125,43 @@ def evaluate(
     the best restart compares solutions whose losses can differ by far less than the sampling error of
     100,000 samples, and paired samples cancel that error.
     """
-    g = torch.Generator().manual_seed(seed)
     configs = make_distribution(
         distribution.name, distribution.density[::restarts], signed=distribution.signed,
         set_size=distribution.set_size, value_max=distribution.value_max,
     )
-    total = torch.zeros(model.n_instances, dtype=torch.float64)
-    done = 0
     # Bound the chunk so one chunk stays ≈ 64 MiB whatever the instance count.
     chunk = max(1, min(chunk, (1 << 24) // max(1, model.n_instances * model.n_features)))
-    while done < n_samples:
-        b = min(chunk, n_samples - done)
-        x = configs.sample(b, g).repeat_interleave(restarts, dim=0)
+    total = torch.zeros(model.n_instances, dtype=torch.float64)
+    if _compiles(model, configs, importance):  # the same samples and losses, bit for bit, ≈ 3× faster
+        from tmslab.training import _evaluation
+
+        b, imp = model.b.detach().numpy(), importance.contiguous().numpy()
+        for x in _evaluation.batches(configs, restarts, seed, chunk, n_samples):
+            err = model.readout(x)
+            _evaluation.weighted_error(err.numpy(), b, x.numpy(), imp, model.kind != "linear", model.kind == "abs")
+            total += err.sum(-1).sum(-1).double()
+        return (total / n_samples).float()
+    g = torch.Generator().manual_seed(seed)
+    for done in range(0, n_samples, chunk):
+        x = configs.sample(min(chunk, n_samples - done), g).repeat_interleave(restarts, dim=0)
         err = importance[:, None, :] * (model.target(x) - model(x)) ** 2
         total += err.sum(-1).sum(-1).double()
-        done += b
     return (total / n_samples).float()
+
+
+def _compiles(model: ToyModel, distribution: FeatureDistribution, importance: Tensor) -> bool:
+    """Whether `evaluate` can use its compiled path (training._evaluation): the independent distribution, float32
+    on the CPU, numba installed, and this PyTorch's CPU stream the one it reproduces."""
+    tensors = [distribution.density, importance, *model.parameters()]
+    if distribution.name != "independent" or any(t.device.type != "cpu" or t.dtype != torch.float32 for t in tensors):
+        return False
+    if importance.shape != (model.n_instances, model.n_features):
+        return False
+    try:
+        from tmslab.training import _evaluation
+    except ImportError:  # numba missing: PyTorch draws the very same samples
+        return False
+    return _evaluation.matches_torch()
 
 
 def score(config: TrainConfig, model: ToyModel, dist: FeatureDistribution, importance: Tensor) -> Tensor:
@@ -205,6 +227,14 @@ def train(
     config.validate()  # a config edited after creation is checked again, not left to fail inside torch
     check_fits(config)
     engine = "finite" if config.finite else _engine(config)
+    if engine == "fast":  # a first run compiles the kernels: training's in children, evaluation's here meanwhile
+        from tmslab.training import fast
+
+        fast.start_compiling(precompile.kernels(config))
+        if fast.has_numba() and not config.sparse and config.distribution == "independent":
+            from tmslab.training import _evaluation
+
+            _evaluation.warm_up()
     model, dist, importance = build(config)
     if init_params is not None:
         model.load_state_dict({k: v.detach().float() for k, v in init_params.items()})

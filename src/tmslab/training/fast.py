@@ -23,17 +23,14 @@ whatever the thread count.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from tmslab import precompile
 from tmslab.config import EVAL_SEED, TrainConfig
 from tmslab.data import FeatureDistribution
 from tmslab.models import ToyModel
@@ -60,50 +57,19 @@ def has_numba() -> bool:
     return _nk is not None
 
 
-_WARMUP_ENV = "TMSLAB_NUMBA_WARMUP"
-_cache_checked: set[str] = set()
+def start_compiling(names: list[str]) -> None:
+    """Start compiling, each in its own child and without waiting, the kernels that numba's on-disk cache lacks
+    (`tmslab.precompile`: why in a child); `ensure_cached` waits for them. Each kernel is compiled when first
+    needed: a dense run never waits for the sparse kernels' compilation."""
+    if _nk is not None:
+        precompile.start([k for k in names if not precompile.started(k) and not _nk.cached(k)])
 
 
 def ensure_cached(kernel: str = "train_dense") -> None:
     """Make this process run `kernel` (train_dense, train_sparse or evaluate_sparse) from numba's on-disk cache,
-    compiling it in a child if needed.
-
-    With fastmath, a kernel compiled in the calling process can round differently from the same kernel
-    loaded from the cache (LLVM optimises the freshly linked callees together), so the first run after an
-    install would differ in the last bits from every later run. Compiling in a child and loading here keeps
-    "same config and seed → same weights" true from the very first run. Where the cache cannot be written,
-    every process compiles afresh, which is consistent too. Each kernel is compiled when first needed: a dense
-    run never waits for the sparse kernels' compilation.
-    """
-    if kernel in _cache_checked or _nk is None or os.environ.get(_WARMUP_ENV):
-        return
-    _cache_checked.add(kernel)
-    dispatcher = getattr(_nk, kernel)
-    try:
-        index = Path(dispatcher._cache._cache_file._index_path)
-    except AttributeError:  # pragma: no cover - a numba without this layout: nothing to align
-        return
-    try:
-        if index.exists() and dispatcher._cache._cache_file._load_index():
-            return  # a cache for this very source (a stale index, e.g. after an edit, loads as empty)
-    except Exception:  # pragma: no cover - unreadable index: let the child rewrite it
-        pass
-    code = f"from tmslab.training.fast import warm_up; warm_up({kernel!r})"
-    subprocess.run([sys.executable, "-c", code], env={**os.environ, _WARMUP_ENV: "1"}, check=False,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def warm_up(kernel: str = "train_dense") -> None:
-    """Compile (and cache) `kernel` with a tiny run."""
-    from tmslab.training import build
-
-    sparse = kernel != "train_dense"
-    config = TrainConfig(n_features=3, n_hidden=2, steps=2, batch_size=4, eval_samples=4, sparse=sparse)
-    model, dist, importance = build(config)
-    if kernel == "evaluate_sparse":
-        evaluate_sparse(model, dist, importance, 4)
-    else:
-        train_fast(model, dist, importance, config, torch.Generator().manual_seed(0))
+    compiling it in a child first if needed."""
+    start_compiling([kernel])
+    precompile.wait(kernel)
 
 
 def supports(config: TrainConfig) -> str | None:
