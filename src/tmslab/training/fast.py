@@ -57,12 +57,19 @@ def has_numba() -> bool:
     return _nk is not None
 
 
+_checked: set[str] = set()  # kernels whose cache this process has looked at (a sweep worker trains many times)
+
+
 def start_compiling(names: list[str]) -> None:
     """Start compiling, each in its own child and without waiting, the kernels that numba's on-disk cache lacks
     (`tmslab.precompile`: why in a child); `ensure_cached` waits for them. Each kernel is compiled when first
-    needed: a dense run never waits for the sparse kernels' compilation."""
-    if _nk is not None:
-        precompile.start([k for k in names if not precompile.started(k) and not _nk.cached(k)])
+    needed: a dense run never waits for the sparse kernels' compilation. The cache's index is read once per
+    kernel and process, not at every training."""
+    if _nk is None:
+        return
+    todo = [k for k in names if k not in _checked]
+    _checked.update(todo)
+    precompile.start([k for k in todo if not precompile.started(k) and not _nk.cached(k)])
 
 
 def ensure_cached(kernel: str = "train_dense") -> None:
