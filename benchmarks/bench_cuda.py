@@ -9,7 +9,8 @@ Configurations:
 
 Time per step = (t(S2) − t(S1)) / (S2 − S1) from two `train` calls of S1 and S2 steps after a warm-up call (each
 call's `train_seconds` ends with a CUDA synchronisation), so start-up and the CPU evaluation drop out. Achieved
-FLOP/s counts the dense model's 6·n·m·B per instance-step (forward 2 matmuls, backward 4). Writes one JSON line.
+FLOP/s counts the dense model's 10·n·m·B per instance-step (five matmuls of 2·n·m·B: forward 2, backward 3 —
+x needs no gradient). Writes one JSON line.
 
     python benchmarks/bench_cuda.py [--json FILE]
 """
@@ -44,7 +45,7 @@ def per_step(make) -> dict[str, float]:
     t2 = train(make(S2)).train_seconds
     c = make(S2)
     s = (t2 - t1) / (S2 - S1)
-    flop = 6 * c.n_features * c.n_hidden * c.batch_size * c.n_instances
+    flop = 10 * c.n_features * c.n_hidden * c.batch_size * c.n_instances  # five matmuls × 2 FLOP per multiply-add
     return {"n": c.n_features, "m": c.n_hidden, "instances": c.n_instances, "batch": c.batch_size,
             "ms_per_step": round(1e3 * s, 3), "tflop_s": round(flop / s / 1e12, 2),
             "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 3)}

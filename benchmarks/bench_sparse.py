@@ -11,7 +11,11 @@ numba cache), once dense (the default) and once `--sparse`. The eager loop runs 
 torch.set_num_threads(T), from the same initialisation family. Every engine's weights are scored by one common
 evaluation (`common_eval`: paper L per instance on fixed-seed samples, PyTorch), so "eval loss within 2%" compares
 like with like. The sgemm peak is measured in the same run (torch.mm, T threads), and achieved FLOP/s counts the
-dense model's 6·n·m·B FLOP per instance-step (forward 2 matmuls, backward 4 — ReLU, loss and AdamW ignored).
+dense model's 10·n·m·B FLOP per instance-step: five matmuls of 2·n·m·B each, forward 2 (h = W x, Wᵀh) and backward
+3 (W g, the decoder's and the encoder's weight gradients; x needs none) — ReLU, loss and AdamW ignored. (The issue's
+≈ 147 MFLOP at n = 400, m = 30, B = 1,024 counts six.)
+For phase and power it also prints the floors: the dense work's time at the sgemm peak, and the sparse limit's
+(`sparse_limit`: the share of that work a step still needs when it skips inactive features and dead outputs).
 `--scale s` runs s × the issue's steps everywhere (ratios stay comparable; state it when reporting).
 The machine may be shared: report ratios measured in one run, not absolute times.
 """
@@ -38,7 +42,6 @@ CONFIGS = {
     "paper": dict(n=10_240, m=256, densities=None, law="power:0.2", restarts=1, batch=8192, steps=20,
                   value_max=2.0, lr=1e-3),
 }
-
 
 def law_probabilities(n: int, alpha: float) -> torch.Tensor:
     p = torch.arange(1, n + 1, dtype=torch.float64) ** -(1 + alpha)
@@ -99,6 +102,20 @@ def common_eval(W: torch.Tensor, b: torch.Tensor, cfg: dict, samples: int = 20_0
         total += ((x - out) ** 2).sum((1, 2)).double()
     return float(total.mean() / (samples // chunk * chunk))
 
+
+@torch.no_grad()
+def sparse_limit(W: torch.Tensor, b: torch.Tensor, cfg: dict, samples: int = 4096) -> torch.Tensor:
+    """Per instance, the share of the dense work that a step at the sparse limit still needs, at weights W, b: of the
+    five matmuls, the decoder's forward pass stays dense (1), the encoder and its gradient run over the active
+    entries (2 × density), and the backward pass through the decoder over live outputs only, pre-activation > 0
+    (2 × live fraction, measured on fixed-seed samples); divided by 5."""
+    g = torch.Generator().manual_seed(7)
+    p = density_matrix(cfg)[:, None, :]
+    x = torch.where(torch.rand(p.shape[0], samples, cfg["n"], generator=g) <= p,
+                    torch.rand(p.shape[0], samples, cfg["n"], generator=g) * cfg["value_max"], torch.zeros(()))
+    pre = torch.einsum("kbm,kmn->kbn", torch.einsum("kbn,kmn->kbm", x, W), W) + b[:, None, :]
+    live = (pre > 0).float().mean((1, 2))
+    return (1 + 2 * p.mean((1, 2)) + 2 * live) / 5
 
 def tms_train(cfg: dict, steps: int, threads: int, sparse: bool, out: Path, env_extra: dict | None = None) -> dict:
     density = ["--density-law", cfg["law"]] if cfg["law"] else ["--density", ",".join(map(str, cfg["densities"]))]
@@ -166,7 +183,7 @@ def main() -> None:
             cfg = CONFIGS[name]
             r = per_step_cpu(cfg, a.threads, a.per_step)
             K = density_matrix(cfg).shape[0]
-            flop = 6 * cfg["n"] * cfg["m"] * cfg["batch"] * K
+            flop = 10 * cfg["n"] * cfg["m"] * cfg["batch"] * K  # five matmuls × 2 FLOP per multiply-add
             print(f"{name}: CPU s/step " + ", ".join(f"{k} {v:.4f}" for k, v in r.items())
                   + f"; eager/dense {r['eager'] / r['dense']:.1f}×, eager/sparse {r['eager'] / r['sparse']:.1f}×; "
                   f"dense-equivalent GFLOP per CPU-s: " + ", ".join(f"{k} {flop / v / 1e9:.1f}" for k, v in r.items()))
@@ -176,7 +193,7 @@ def main() -> None:
             cfg = CONFIGS[name]
             steps = max(1, int(cfg["steps"] * a.scale))
             K = density_matrix(cfg).shape[0]
-            flop = 6 * cfg["n"] * cfg["m"] * cfg["batch"] * K * steps
+            flop = 10 * cfg["n"] * cfg["m"] * cfg["batch"] * K * steps  # as above
             rows = {}
             for sparse in (True,) if name == "paper" else (False, True):
                 r = tms_train(cfg, steps, a.threads, sparse, Path(tmp) / f"{name}-{sparse}")
@@ -200,6 +217,12 @@ def main() -> None:
                 print(f"| {label} | {r['wall']:.1f} | {r['train']:.1f} | {r['eval']:.2f} | "
                       f"{r['eval'] / r['train']:.1%} | {rate:.1f} | {rate * 1e9 / peak:.0%} | {ratio} | "
                       f"{r['loss']:.5g} | {dl:+.2f}% |")
+            if name != "paper":  # how far from the floors: all of the dense work, or only what the sparse limit needs
+                share = sparse_limit(rows["tmslab (default)"]["W"], rows["tmslab (default)"]["b"], cfg)
+                print(f"at sgemm peak: dense work {flop / peak:.1f} s, sparse limit {flop * share.mean() / peak:.1f} s "
+                      f"(its share of the dense work {share.mean():.0%}, per instance {share.min():.0%}–"
+                      f"{share.max():.0%}, at the default run's final weights); default training "
+                      f"{rows['tmslab (default)']['train']:.1f} s")
             if name == "paper":
                 per = rows["tmslab --sparse"]["train"] / steps
                 print(f"time per step (sparse): {per:.3f} s; peak child RSS {rows['tmslab --sparse']['rss']:.0f} MiB; "

@@ -5,7 +5,7 @@ import torch
 
 import tmslab.training as training
 from tmslab.config import TrainConfig
-from tmslab.models import ToyModel, per_instance_loss
+from tmslab.models import MODEL_KINDS, ToyModel, per_instance_loss
 from tmslab.training import best_restarts, build, evaluate, train
 
 
@@ -128,6 +128,25 @@ def test_compiled_loss_is_pytorchs_elementwise(kind):
     b = model.b.detach().numpy()
     _evaluation.weighted_error(got.numpy(), b, x.numpy(), importance.numpy(), kind != "linear", kind == "abs")
     assert torch.equal(got, want.detach())
+
+
+@pytest.mark.parametrize("kind", MODEL_KINDS)
+def test_readout_is_the_decoders_einsum_bit_for_bit_with_or_without_a_buffer(kind):
+    """`readout` calls bmm, the very op einsum("ibh,ihf->ibf") dispatches to (the eval losses recorded before it
+    did are kept), and `evaluate`'s reused output buffer changes no bit."""
+    model = ToyModel(kind, 3, 64, 16)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_()
+        x = torch.rand(3, 500, 64)
+        h = model.hidden(x)
+        if kind == "relu-output-id":
+            h = torch.einsum("ibh,igh->ibg", h, model.identity)
+        want = torch.einsum("ibh,ifh->ibf", h, model.W2) if kind == "abs" else torch.einsum("ibh,ihf->ibf", h, model.W)
+        buffer = torch.full((3, 500, 64), float("nan"))
+        assert torch.equal(model.readout(x), want)
+        assert model.readout(x, out=buffer).data_ptr() == buffer.data_ptr()
+        assert torch.equal(buffer, want)
 
 
 def test_compiled_evaluation_takes_pytorchs_path_where_it_cannot_match(make_config):

@@ -136,8 +136,9 @@ def evaluate(
         from tmslab.training import _evaluation
 
         b, imp = model.b.detach().numpy(), importance.contiguous().numpy()
+        buffer = torch.empty(model.n_instances * min(chunk, n_samples) * model.n_features)
         for x in _evaluation.batches(configs, restarts, seed, chunk, n_samples):
-            err = model.readout(x)
+            err = model.readout(x, out=buffer[: x.numel()].view(x.shape))
             _evaluation.weighted_error(err.numpy(), b, x.numpy(), imp, model.kind != "linear", model.kind == "abs")
             total += err.sum(-1).sum(-1).double()
         return (total / n_samples).float()

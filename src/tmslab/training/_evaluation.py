@@ -6,8 +6,9 @@ loss stays the same number across versions. At n = 400 with 20 instances, PyTorc
 
 * The stream. `torch.rand` on the CPU is one sequential Mersenne Twister (MT19937, seeded with the low
   32 bits of the seed); each float32 is the low 24 bits of one tempered 32-bit output times 2⁻²⁴. The same
-  stream here is ≈ 4× faster and writes the batch in its final layout (restarts repeated). `matches_torch`
-  checks it against the PyTorch at hand once per process; `evaluate` falls back to PyTorch if it differs.
+  stream here is ≈ 7× faster (that chunk's draws: 0.067 s against 0.45 s) and writes the batch in its final
+  layout (restarts repeated). `matches_torch` checks it against the PyTorch at hand once per process;
+  `evaluate` falls back to PyTorch if it differs.
 * The loss. `weighted_error` does bias, ReLU, error, square and importance in one pass instead of five
   (each an exactly rounded float32 operation, in PyTorch's order; the sums stay PyTorch's).
 """
@@ -77,13 +78,15 @@ def independent(mt: np.ndarray, density: np.ndarray, signed: bool, value_max: fl
     """
     configs, n = density.shape
     size = out.shape[1] * n
-    flat = out.reshape(out.size)  # (array slice assignment would cost seconds of compilation)
+    flat = out.reshape(out.size)  # (2-D slice assignment would cost seconds of compilation)
     vmax = np.float32(value_max)
     u = np.empty(_N, np.float32)
     i = mt[_N]
     if i < _N:
         _temper(mt, u, i)
-    two, one = np.float32(2.0), np.float32(1.0)
+    two, one, zero = np.float32(2.0), np.float32(1.0), np.float32(0.0)
+    # Every inner loop runs over 1-D views from 0: indices the compiler knows are ≥ 0 need no negative-index
+    # wrap-around, so the loops vectorise (≈ 2.5× faster than indexing flat[o + j] with o < 0 possible).
     for c in range(configs):  # values, U[0,1) → U[−1,1) when signed → × value_max
         x = c * restarts * size
         done = 0
@@ -91,19 +94,19 @@ def independent(mt: np.ndarray, density: np.ndarray, signed: bool, value_max: fl
             if i == _N:
                 i = _next_block(mt, u)
             take = min(_N - i, size - done)
-            o = x + done - i  # flat[o + j] takes u[j]; one branch-free loop per case, so that each vectorises
-            if signed and value_max != 1.0:
-                for j in range(i, i + take):
-                    flat[o + j] = (two * u[j] - one) * vmax
+            dst, src = flat[x + done : x + done + take], u[i : i + take]
+            if signed and value_max != 1.0:  # one branch-free loop per case, so that each vectorises
+                for j in range(take):
+                    dst[j] = (two * src[j] - one) * vmax
             elif signed:
-                for j in range(i, i + take):
-                    flat[o + j] = two * u[j] - one
+                for j in range(take):
+                    dst[j] = two * src[j] - one
             elif value_max != 1.0:
-                for j in range(i, i + take):
-                    flat[o + j] = u[j] * vmax
+                for j in range(take):
+                    dst[j] = src[j] * vmax
             else:
-                for j in range(i, i + take):
-                    flat[o + j] = u[j]
+                for j in range(take):
+                    dst[j] = src[j]
             i += take
             done += take
     for c in range(configs):  # masks: a feature stays iff its draw ≤ its density (and that density is > 0)
@@ -115,15 +118,16 @@ def independent(mt: np.ndarray, density: np.ndarray, signed: bool, value_max: fl
                 i = _next_block(mt, u)
             f = done % n
             take = min(_N - i, n - f, size - done)  # within one block and one sample
-            o, q = x + done - i, f - i
-            for j in range(i, i + take):
-                if not (u[j] <= d[q + j] and d[q + j] > 0):
-                    flat[o + j] = 0.0
+            dst, src, p = flat[x + done : x + done + take], u[i : i + take], d[f : f + take]
+            for j in range(take):  # a select, not a branch: the masks are random
+                dst[j] = dst[j] if (src[j] <= p[j]) & (p[j] > zero) else zero
             i += take
             done += take
+        first = flat[x : x + size]
         for r in range(1, restarts):
+            again = flat[x + r * size : x + (r + 1) * size]
             for k in range(size):
-                flat[x + r * size + k] = flat[x + k]
+                again[k] = first[k]
     mt[_N] = i
 
 
