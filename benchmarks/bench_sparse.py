@@ -43,6 +43,7 @@ CONFIGS = {
                   value_max=2.0, lr=1e-3),
 }
 
+
 def law_probabilities(n: int, alpha: float) -> torch.Tensor:
     p = torch.arange(1, n + 1, dtype=torch.float64) ** -(1 + alpha)
     return (p / p.sum()).float()
@@ -116,6 +117,7 @@ def sparse_limit(W: torch.Tensor, b: torch.Tensor, cfg: dict, samples: int = 409
     pre = torch.einsum("kbm,kmn->kbn", torch.einsum("kbn,kmn->kbm", x, W), W) + b[:, None, :]
     live = (pre > 0).float().mean((1, 2))
     return (1 + 2 * p.mean((1, 2)) + 2 * live) / 5
+
 
 def tms_train(cfg: dict, steps: int, threads: int, sparse: bool, out: Path, env_extra: dict | None = None) -> dict:
     density = ["--density-law", cfg["law"]] if cfg["law"] else ["--density", ",".join(map(str, cfg["densities"]))]

@@ -274,6 +274,42 @@ def test_determinism_independent_of_thread_count(kind):
     assert_same_params(a, b)
 
 
+def test_for_instances_runs_each_instance_once_and_stops_taking_new_ones_after_an_error():
+    """One task per thread takes instances until none is left (with or without a pool reused across calls); an
+    error in one instance propagates, and no thread starts another instance after it."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        seen, lock = [], threading.Lock()
+
+        def record(k: int) -> None:
+            with lock:
+                seen.append(k)
+
+        with ThreadPoolExecutor(2) as pool:
+            for use in (None, pool, pool):
+                seen.clear()
+                fast.for_instances(record, 13, use)
+                assert sorted(seen) == list(range(13))
+        started = []
+
+        def fail_at_two(k: int) -> None:
+            started.append(k)
+            time.sleep(0.01)  # an instance takes a while (and lets the other thread run)
+            if k == 2:
+                raise RuntimeError("instance 2 failed")
+
+        with pytest.raises(RuntimeError, match="instance 2"):
+            fast.for_instances(fail_at_two, 50)
+        assert 2 in started and len(started) <= 6  # instance 2, and at most one more per thread after it
+    finally:
+        torch.set_num_threads(old)
+
+
 @needs_numba
 @pytest.mark.parametrize("kind", ALL_KINDS)
 def test_numba_matches_torch_fallback(kind):

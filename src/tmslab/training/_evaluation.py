@@ -86,7 +86,7 @@ def independent(mt: np.ndarray, density: np.ndarray, signed: bool, value_max: fl
         _temper(mt, u, i)
     two, one, zero = np.float32(2.0), np.float32(1.0), np.float32(0.0)
     # Every inner loop runs over 1-D views from 0: indices the compiler knows are ≥ 0 need no negative-index
-    # wrap-around, so the loops vectorise (≈ 2.5× faster than indexing flat[o + j] with o < 0 possible).
+    # wrap-around, so the loops vectorise (≈ 2× faster than indexing flat[o + j] with o < 0 possible).
     for c in range(configs):  # values, U[0,1) → U[−1,1) when signed → × value_max
         x = c * restarts * size
         done = 0

@@ -23,8 +23,9 @@ whatever the thread count.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 import torch
@@ -343,20 +344,42 @@ def evaluate_sparse(
     return torch.from_numpy(out).float()
 
 
-def for_instances(fn: Callable[[int], None], K: int) -> None:
-    """fn(k) for every instance k, on up to torch.get_num_threads() threads (the kernels release the GIL). Each
-    instance is computed by one thread from its own stream, so the results do not depend on the thread count."""
+def for_instances(fn: Callable[[int], None], K: int, pool: ThreadPoolExecutor | None = None) -> None:
+    """fn(k) for every instance k, on up to torch.get_num_threads() threads (the kernels release the GIL): one task
+    per thread, each taking the next instance nobody has taken (with recordings every few steps a chunk is short,
+    and a task or a pool per instance and chunk cost more than the chunk). Each instance is computed by one thread
+    from its own stream, so the results do not depend on the thread count. `pool` (that many workers) is reused
+    across calls; without it one is made here."""
     threads = min(K, torch.get_num_threads())
     if threads <= 1:
         for k in range(K):
             fn(k)
         return
-    pool = ThreadPoolExecutor(threads)
+    todo, lock, stop = iter(range(K)), threading.Lock(), threading.Event()
+
+    def work() -> None:
+        while not stop.is_set():
+            with lock:
+                k = next(todo, None)
+            if k is None:
+                return
+            try:
+                fn(k)
+            except BaseException:  # the other threads take no new instance either
+                stop.set()
+                raise
+
+    own = pool is None
+    pool = pool or ThreadPoolExecutor(threads)
+    tasks = [pool.submit(work) for _ in range(threads)]
     try:
-        for future in [pool.submit(fn, k) for k in range(K)]:
-            future.result()
-    finally:  # Ctrl-C: drop the instances not started yet, so the interrupt lands within one chunk
-        pool.shutdown(wait=True, cancel_futures=True)
+        for task in tasks:
+            task.result()
+    finally:  # Ctrl-C or an error: each thread finishes the instance at hand and takes no other
+        stop.set()
+        wait(tasks)
+        if own:
+            pool.shutdown()
 
 
 # ---- training ----------------------------------------------------------------------------------------
@@ -427,24 +450,30 @@ def train_fast(
         kind, dist = KINDS[model.kind], DISTS[distribution.name]
         set_size, signed, vmax = int(distribution.set_size), bool(distribution.signed), float(distribution.value_max)
         l1 = float(config.hidden_l1)
-        for s0, s1 in _chunks(config):
-            losses = np.empty((K, s1 - s0))
+        threads = min(K, torch.get_num_threads())
+        pool = ThreadPoolExecutor(threads) if threads > 1 else None  # one for all chunks
+        try:
+            for s0, s1 in _chunks(config):
+                losses = np.empty((K, s1 - s0))
 
-            def chunk(k: int, s0: int = s0, s1: int = s1, losses: np.ndarray = losses) -> None:
-                if config.sparse:
-                    _nk.train_sparse(kind, vmax, W[k], bias[k], mW[k], vW[k], mb[k], vb[k], imp[k], lm[k], keys[k], l1,
-                                     lrs, lrs_b, wd, wd_b, growth, s0, s1, B, losses[k])
-                    return
-                _nk.train_dense(kind, dist, set_size, signed, vmax, W[k], bias[k], mW[k], vW[k], mb[k], vb[k], imp[k],
-                                thr[k], keys[k], l1, lrs, lrs_b, wd, wd_b, growth, s0, s1, B, losses[k])
+                def chunk(k: int, s0: int = s0, s1: int = s1, losses: np.ndarray = losses) -> None:
+                    if config.sparse:
+                        _nk.train_sparse(kind, vmax, W[k], bias[k], mW[k], vW[k], mb[k], vb[k], imp[k], lm[k],
+                                         keys[k], l1, lrs, lrs_b, wd, wd_b, growth, s0, s1, B, losses[k])
+                        return
+                    _nk.train_dense(kind, dist, set_size, signed, vmax, W[k], bias[k], mW[k], vW[k], mb[k], vb[k],
+                                    imp[k], thr[k], keys[k], l1, lrs, lrs_b, wd, wd_b, growth, s0, s1, B, losses[k])
 
-            for_instances(chunk, K)
-            last = s1 - 1
-            if hook is not None and config.record_every and last % config.record_every == 0:
-                unpack_weights(model, W)
-                hook(last, model, torch.from_numpy(losses[:, -1]).float())
-            if progress is not None:
-                progress(last)
+                for_instances(chunk, K, pool)
+                last = s1 - 1
+                if hook is not None and config.record_every and last % config.record_every == 0:
+                    unpack_weights(model, W)
+                    hook(last, model, torch.from_numpy(losses[:, -1]).float())
+                if progress is not None:
+                    progress(last)
+        finally:
+            if pool is not None:
+                pool.shutdown()
         unpack_weights(model, W)
 
 
