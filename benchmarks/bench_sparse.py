@@ -68,6 +68,19 @@ def sgemm_peak(threads: int, size: int = 2048, repeats: int = 10) -> float:
     return 2 * size**3 * repeats / (time.perf_counter() - t0)
 
 
+def draw(p: torch.Tensor, batch: int, value_max: float, g: torch.Generator | None = None) -> torch.Tensor:
+    """The notebook's batch [instances, batch, features]: feature i active with probability p[:, 0, i] (one rand
+    draw), value U(0, value_max) (a second)."""
+    K, _, n = p.shape
+    return torch.where(torch.rand(K, batch, n, generator=g) <= p, torch.rand(K, batch, n, generator=g) * value_max,
+                       torch.zeros(()))
+
+
+def preactivation(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The output layer before its ReLU, W [instances, m, n]."""
+    return torch.einsum("kbm,kmn->kbn", torch.einsum("kbn,kmn->kbm", x, W), W) + b[:, None, :]
+
+
 def eager(cfg: dict, steps: int, threads: int) -> tuple[torch.Tensor, torch.Tensor, float]:
     """The notebook's loop (two rand draws, where, two bmm, ReLU, MSE, torch AdamW lr 1e-3, decay 0.01)."""
     torch.set_num_threads(threads)
@@ -79,8 +92,7 @@ def eager(cfg: dict, steps: int, threads: int) -> tuple[torch.Tensor, torch.Tens
     opt = torch.optim.AdamW([W, b], lr=cfg["lr"])
     t0 = time.perf_counter()
     for _ in range(steps):
-        x = torch.where(torch.rand(K, cfg["batch"], n) <= p, torch.rand(K, cfg["batch"], n) * cfg["value_max"],
-                        torch.zeros(()))
+        x = draw(p, cfg["batch"], cfg["value_max"])
         out = torch.relu(torch.bmm(torch.bmm(x, W), W.transpose(1, 2)) + b[:, None, :])
         loss = ((x - out) ** 2).mean(dim=(1, 2)).sum()
         opt.zero_grad(set_to_none=True)
@@ -94,12 +106,10 @@ def common_eval(W: torch.Tensor, b: torch.Tensor, cfg: dict, samples: int = 20_0
     """Mean over instances of the paper's L on fixed-seed samples (the same for every engine)."""
     g = torch.Generator().manual_seed(2022)
     p = density_matrix(cfg)[:, None, :]
-    K, _, n = p.shape
-    total = torch.zeros(K, dtype=torch.float64)
+    total = torch.zeros(p.shape[0], dtype=torch.float64)
     for _ in range(samples // chunk):
-        x = torch.where(torch.rand(K, chunk, n, generator=g) <= p,
-                        torch.rand(K, chunk, n, generator=g) * cfg["value_max"], torch.zeros(()))
-        out = torch.relu(torch.einsum("kbm,kmn->kbn", torch.einsum("kbn,kmn->kbm", x, W), W) + b[:, None, :])
+        x = draw(p, chunk, cfg["value_max"], g)
+        out = torch.relu(preactivation(x, W, b))
         total += ((x - out) ** 2).sum((1, 2)).double()
     return float(total.mean() / (samples // chunk * chunk))
 
@@ -112,10 +122,7 @@ def sparse_limit(W: torch.Tensor, b: torch.Tensor, cfg: dict, samples: int = 409
     (2 × live fraction, measured on fixed-seed samples); divided by 5."""
     g = torch.Generator().manual_seed(7)
     p = density_matrix(cfg)[:, None, :]
-    x = torch.where(torch.rand(p.shape[0], samples, cfg["n"], generator=g) <= p,
-                    torch.rand(p.shape[0], samples, cfg["n"], generator=g) * cfg["value_max"], torch.zeros(()))
-    pre = torch.einsum("kbm,kmn->kbn", torch.einsum("kbn,kmn->kbm", x, W), W) + b[:, None, :]
-    live = (pre > 0).float().mean((1, 2))
+    live = (preactivation(draw(p, samples, cfg["value_max"], g), W, b) > 0).float().mean((1, 2))
     return (1 + 2 * p.mean((1, 2)) + 2 * live) / 5
 
 
