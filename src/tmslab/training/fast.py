@@ -344,13 +344,18 @@ def evaluate_sparse(
     return torch.from_numpy(out).float()
 
 
+def instance_threads(K: int) -> int:
+    """Threads that `for_instances` runs K instances on: PyTorch's thread count, at most one per instance."""
+    return min(K, torch.get_num_threads())
+
+
 def for_instances(fn: Callable[[int], None], K: int, pool: ThreadPoolExecutor | None = None) -> None:
     """fn(k) for every instance k, on up to torch.get_num_threads() threads (the kernels release the GIL): one task
     per thread, each taking the next instance nobody has taken (with recordings every few steps a chunk is short,
     and a task or a pool per instance and chunk cost more than the chunk). Each instance is computed by one thread
-    from its own stream, so the results do not depend on the thread count. `pool` (that many workers) is reused
-    across calls; without it one is made here."""
-    threads = min(K, torch.get_num_threads())
+    from its own stream, so the results do not depend on the thread count. `pool` (`instance_threads(K)` workers)
+    is reused across calls; without it one is made here."""
+    threads = instance_threads(K)
     if threads <= 1:
         for k in range(K):
             fn(k)
@@ -450,7 +455,7 @@ def train_fast(
         kind, dist = KINDS[model.kind], DISTS[distribution.name]
         set_size, signed, vmax = int(distribution.set_size), bool(distribution.signed), float(distribution.value_max)
         l1 = float(config.hidden_l1)
-        threads = min(K, torch.get_num_threads())
+        threads = instance_threads(K)
         pool = ThreadPoolExecutor(threads) if threads > 1 else None  # one for all chunks
         try:
             for s0, s1 in _chunks(config):
