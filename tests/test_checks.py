@@ -14,6 +14,7 @@ from tmslab.experiments.base import (
     all_within,
     at_least,
     at_most,
+    finding,
     gate_quick,
     superseded,
     within,
@@ -34,12 +35,13 @@ def test_within_includes_bounds_and_fails_nan(value, ok):
     assert c.kind == "claim" and c.expected == "[0, 1]"
 
 
-@pytest.mark.parametrize("value, ok", [(2, True), (2.0, True), (1.999, False), (NAN, False), (INF, True)])
+# An infinite measurement is a broken one (issue 28 §3): neither bound accepts ±inf.
+@pytest.mark.parametrize("value, ok", [(2, True), (2.0, True), (1.999, False), (NAN, False), (INF, False)])
 def test_at_least(value, ok):
     assert at_least("x", value, 2, "src").passed is ok
 
 
-@pytest.mark.parametrize("value, ok", [(2, True), (1.0, True), (2.001, False), (NAN, False), (-INF, True)])
+@pytest.mark.parametrize("value, ok", [(2, True), (1.0, True), (2.001, False), (NAN, False), (-INF, False)])
 def test_at_most(value, ok):
     assert at_most("x", value, 2, "src").passed is ok
 
@@ -88,16 +90,18 @@ def test_gate_quick_marks_only_named_checks_and_only_in_quick_mode():
 def _rows() -> list[dict]:
     rows = [within("a", 0.5, 0, 1, "s"), within("b", 2, 0, 1, "s"), at_least("c", 1, 0, "s", kind="sanity"),
             superseded(within("d", 2, 0, 1, "s"), "D1"), Check("e", 1, "1", True, status="not evaluated",
-                                                                 reason=NEEDS_FULL)]
+                                                                 reason=NEEDS_FULL),
+            finding(within("f", 2, 0, 1, "s"), "D12", "9 of 35 jumps")]
     return [r.to_dict() for r in rows]
 
 
 def test_tally_and_counts_line():
     t = tally(_rows())
-    assert t == {"claims_pass": 1, "claims_fail": 1, "claims_not_evaluated": 1, "sanity_pass": 1, "sanity_fail": 0,
-                 "sanity_not_evaluated": 0, "superseded": 1}
-    assert counts_line(t, "quick") == ("quick fidelity: claims 1/2 pass · 1 claims not evaluated · "
-                                       "1 sanity checks pass · 1 superseded")
+    assert t == {"claims_pass": 1, "claims_fail": 1, "claims_not_reproduced": 1, "claims_not_evaluated": 1,
+                 "sanity_pass": 1, "sanity_fail": 0, "sanity_not_reproduced": 0, "sanity_not_evaluated": 0,
+                 "superseded": 1}
+    assert counts_line(t, "quick") == ("quick fidelity: claims 1/3 pass · 1 not reproduced (findings) · 1 failed · "
+                                       "1 sanity checks pass · 1 superseded · 1 not evaluated")
     # a check dict without kind/status (an older results.json, a sweep report) counts as a claim by `passed`
     assert tally([{"passed": True}, {"passed": None}])["claims_not_evaluated"] == 1
 
@@ -118,7 +122,8 @@ def test_summary_counts_claims_and_sanity_separately(tmp_path):
     summary = runner.write_summary(tmp_path)
     assert summary["fidelity"] == "quick" and summary["counts"]["superseded"] == 1
     assert summary["line"].startswith("quick fidelity: claims 1/2 pass")
-    assert {r["status"] for r in summary["checks"]} == {"pass", "fail", "superseded", "not evaluated"}
+    assert {r["status"] for r in summary["checks"]} == {"pass", "fail", "not reproduced", "superseded",
+                                                         "not evaluated"}
     html = runner.build_index(tmp_path).read_text()
     assert "quick fidelity" in html and summary["line"].split(": ", 1)[1] in html
     assert "SUPERSEDED" in html and "D1" in html and "NOT EVALUATED" in html and NEEDS_FULL in html

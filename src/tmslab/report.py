@@ -28,7 +28,7 @@ import jinja2
 
 from tmslab.io import atomic_write_bytes
 
-__all__ = ["Check", "Section", "build_report", "check", "counts_line", "default_meta", "tally"]
+__all__ = ["Check", "Section", "build_report", "check", "counts_line", "default_meta", "failed", "tally"]
 
 TEMPLATE = "report.html.j2"
 
@@ -110,7 +110,7 @@ def _status(c: Mapping[str, Any]) -> str:
 def tally(checks: list[dict[str, Any]]) -> dict[str, int]:
     """Counts by kind and status (paper-spec §7.1 D9): claims and sanity checks that passed, failed or were not
     evaluated, and superseded rows (of either kind), which are shown but never counted as passed or failed."""
-    t = {f"{k}_{s}": 0 for k in ("claims", "sanity") for s in ("pass", "fail", "not_evaluated")}
+    t = {f"{k}_{s}": 0 for k in ("claims", "sanity") for s in ("pass", "fail", "not_reproduced", "not_evaluated")}
     t["superseded"] = 0
     for c in checks:
         status = _status(c)
@@ -123,15 +123,26 @@ def tally(checks: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def counts_line(t: dict[str, int], fidelity: str | None = None) -> str:
-    """"full fidelity: claims 118/118 pass · 14 sanity checks pass · 6 superseded" (the CLI's last line, the
-    report's header and the README say the same)."""
-    parts = [f"claims {t['claims_pass']}/{t['claims_pass'] + t['claims_fail']} pass"]
-    if t["claims_not_evaluated"]:
-        parts.append(f"{t['claims_not_evaluated']} claims not evaluated")
+    """"full fidelity: claims 140/145 pass · 5 not reproduced (findings) · 0 failed · 14 sanity checks pass ·
+    13 superseded · 3 not evaluated" (paper-spec §7.2 D10; the CLI's last line, the report's header, summary.json
+    and the README say the same). Claims are counted over those evaluated (pass, not reproduced, fail); "failed"
+    counts every `fail`, claim or sanity check — the rows that make `tms reproduce` exit 1."""
+    judged = t["claims_pass"] + t["claims_not_reproduced"] + t["claims_fail"]
     sp, sf = t["sanity_pass"], t["sanity_fail"]
-    parts.append(f"{sp} sanity checks pass" if not sf else f"{sp}/{sp + sf} sanity checks pass")
-    parts.append(f"{t['superseded']} superseded")
+    parts = [
+        f"claims {t['claims_pass']}/{judged} pass",
+        f"{t['claims_not_reproduced'] + t['sanity_not_reproduced']} not reproduced (findings)",
+        f"{t['claims_fail'] + sf} failed",
+        f"{sp} sanity checks pass" if not sf else f"{sp}/{sp + sf} sanity checks pass",
+        f"{t['superseded']} superseded",
+        f"{t['claims_not_evaluated'] + t['sanity_not_evaluated']} not evaluated",
+    ]
     return (f"{fidelity} fidelity: " if fidelity else "") + " · ".join(parts)
+
+
+def failed(t: dict[str, int]) -> int:
+    """How many checks (claims and sanity checks) failed: `tms reproduce` / `tms report` exit 1 when > 0 (D10)."""
+    return t["claims_fail"] + t["sanity_fail"]
 
 
 # ---- helpers -----------------------------------------------------------------------------------------
@@ -255,7 +266,7 @@ def _superseded_outcome(c: Mapping[str, Any]) -> str:
 
 
 #: CSS class of each status: grey for not evaluated, muted purple for superseded.
-_CSS = {"pass": "pass", "fail": "fail", "not evaluated": "na", "superseded": "sup"}
+_CSS = {"pass": "pass", "fail": "fail", "not reproduced": "nr", "not evaluated": "na", "superseded": "sup"}
 
 
 def _environment() -> jinja2.Environment:

@@ -19,7 +19,21 @@ from tmslab.config import TrainConfig
 from tmslab.io import Run, RunFormatError, load_run, save_run
 
 CheckKind = Literal["claim", "sanity"]
-CheckStatus = Literal["pass", "fail", "superseded", "not evaluated"]
+CheckStatus = Literal["pass", "fail", "not reproduced", "superseded", "not evaluated"]
+STATUSES: tuple[str, ...] = ("pass", "fail", "not reproduced", "superseded", "not evaluated")
+Tier = Literal["quick", "full", "paper"]
+TIERS: tuple[str, ...] = ("quick", "full", "paper")
+
+#: The decisions of paper-spec §7.2 that may make a row `not reproduced` (D10: only a decision may; a new
+#: disagreement is a `fail` until one does). Each maps to the one-line gist shown beside the row.
+DECISIONS: dict[str, str] = {
+    "D12": "energy jumps: the early splits of the all-features-at-D ≈ ¼ state mostly show no loss drop",
+    "D14": "k-gon families: the published second 12-gon point is not a critical point of the exact loss",
+    "D15": "Bayesian 5 → 6 transition measured on the data posterior, N(0, I) prior",
+    "D16": "scaling laws: rows at the paper's exp-10 schedule, in the paper's α_p notation",
+    "D17": "double descent: interior maximum, T = 5 T-gons and the weight-decay row at the paper's schedule",
+    "D19": "compressed computation: the critique's claims at full fidelity",
+}
 
 
 @dataclass
@@ -42,18 +56,27 @@ class Check:
     """claim: a paper claim measured on trained weights (counted as reproduced); sanity: a theorem, closed
     form or implementation invariant (listed separately)."""
     status: CheckStatus | None = None
-    """None: pass / fail from `passed`. superseded: a row kept at the setting the spec first named, with its
-    evidence in `reason`; not evaluated: with the reason (e.g. needs full fidelity)."""
+    """None: pass / fail from `passed`. not reproduced: measured at the fidelity it needs, does not hold, and a
+    paper-spec §7.2 decision (`decision`) says so — a finding, not a failure (D10); superseded: a row kept at the
+    setting the spec first named, with its evidence in `reason`; not evaluated: with the reason (e.g. needs
+    paper fidelity)."""
     reason: str = ""
-    """Evidence for a superseded row (decision id, exact optimum) or why a check was not evaluated."""
+    """Evidence for a superseded or not-reproduced row (decision, measurement) or why it was not evaluated."""
+    decision: str = ""
+    """The paper-spec §7 decision behind a `not reproduced` or `superseded` row (e.g. "D12"); empty otherwise."""
+    tier: Tier = "quick"
+    """The lowest fidelity that can judge the check (D11); below it the row reads "not evaluated (needs <tier>
+    fidelity)". Set by `needs` (or the experiment's `quick_not_evaluated` / `needs_paper`)."""
 
     def __post_init__(self) -> None:
         if self.kind not in ("claim", "sanity"):
             raise ValueError(f"check kind must be claim or sanity, got {self.kind!r}.")
         if self.status is None:
             self.status = "pass" if self.passed else "fail"
-        elif self.status not in ("pass", "fail", "superseded", "not evaluated"):
-            raise ValueError(f"check status must be pass, fail, superseded or not evaluated, got {self.status!r}.")
+        elif self.status not in STATUSES:
+            raise ValueError(f"check status must be one of {', '.join(STATUSES)}, got {self.status!r}.")
+        if self.tier not in TIERS:
+            raise ValueError(f"check tier must be quick, full or paper, got {self.tier!r}.")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +87,8 @@ class Check:
             "kind": self.kind,
             "status": self.status,
             "reason": self.reason,
+            "decision": self.decision,
+            "tier": self.tier,
             "source": self.source,
             "note": self.note,
         }
@@ -94,13 +119,13 @@ def within(
 
 
 def at_least(name: str, value: float, lo: float, source: str, note: str = "", kind: CheckKind = "claim") -> Check:
-    """A check that value ≥ lo (bound included; NaN fails)."""
-    return Check(name, value, f"≥ {lo:g}", not math.isnan(float(value)) and value >= lo, source, note, kind)
+    """A check that value ≥ lo (bound included; NaN or ±inf fails: an infinite measurement is a broken one)."""
+    return Check(name, value, f"≥ {lo:g}", math.isfinite(float(value)) and value >= lo, source, note, kind)
 
 
 def at_most(name: str, value: float, hi: float, source: str, note: str = "", kind: CheckKind = "claim") -> Check:
-    """A check that value ≤ hi (bound included; NaN fails)."""
-    return Check(name, value, f"≤ {hi:g}", not math.isnan(float(value)) and value <= hi, source, note, kind)
+    """A check that value ≤ hi (bound included; NaN or ±inf fails)."""
+    return Check(name, value, f"≤ {hi:g}", math.isfinite(float(value)) and value <= hi, source, note, kind)
 
 
 def all_within(
@@ -120,18 +145,56 @@ def superseded(check: Check, reason: str) -> Check:
     return check
 
 
+def finding(check: Check, decision: str, evidence: str) -> Check:
+    """`check` judged under a paper-spec §7.2 decision (D10): if it fails as measured, it is `not reproduced` — a
+    finding shown with `evidence` (the numbers that say why), never counted as a pass nor as a failure; if it
+    passes, it stays a pass. `decision` must be one of `DECISIONS`: nothing else may make a row not reproduced."""
+    if decision not in DECISIONS:
+        raise ValueError(f"decision must be one of {', '.join(DECISIONS)} (paper-spec §7.2), got {decision!r}.")
+    check.decision = decision
+    if check.status == "fail":
+        check.status, check.reason = "not reproduced", evidence
+    return check
+
+
+def needs(check: Check, tier: Tier) -> Check:
+    """Declare the lowest fidelity that can judge `check` (D11); `gate` turns it into "not evaluated" below."""
+    if tier not in TIERS:
+        raise ValueError(f"tier must be quick, full or paper, got {tier!r}.")
+    check.tier = tier
+    return check
+
+
+def needs_reason(tier: str) -> str:
+    """"needs full fidelity" / "needs paper fidelity": the reason of a row judged below its tier."""
+    return f"needs {tier} fidelity"
+
+
 #: The reason a claim is not evaluated in quick mode (paper-spec §7.1 D9, issue 12 §4).
-NEEDS_FULL = "needs full fidelity"
+NEEDS_FULL = needs_reason("full")
+
+
+def gate(checks: list[Check], fidelity: str, needs_full: tuple[str, ...] = (),
+         needs_paper: tuple[str, ...] = ()) -> list[Check]:
+    """Every check whose tier (its own, or raised by a name containing one of `needs_full` / `needs_paper`) lies
+    above `fidelity` becomes "not evaluated (needs <tier> fidelity)": this run cannot judge it, so it is neither a
+    pass nor a fail (D11)."""
+    rank = {t: i for i, t in enumerate(TIERS)}
+    if fidelity not in rank:
+        raise ValueError(f"fidelity must be quick, full or paper, got {fidelity!r}.")
+    for c in checks:
+        if any(k in c.name for k in needs_paper):
+            c.tier = "paper"
+        elif any(k in c.name for k in needs_full) and rank[c.tier] < rank["full"]:
+            c.tier = "full"
+        if rank[c.tier] > rank[fidelity] and c.status in ("pass", "fail", "not reproduced"):
+            c.status, c.reason = "not evaluated", needs_reason(c.tier)
+    return checks
 
 
 def gate_quick(checks: list[Check], quick: bool, needs_full: tuple[str, ...]) -> list[Check]:
-    """In quick mode, every check whose name contains one of `needs_full` becomes "not evaluated (needs full
-    fidelity)": quick fidelity cannot show it, so it is neither a pass nor a fail."""
-    if quick:
-        for c in checks:
-            if c.status in ("pass", "fail") and any(k in c.name for k in needs_full):
-                c.status, c.reason = "not evaluated", NEEDS_FULL
-    return checks
+    """`gate` at quick or full fidelity with the names in `needs_full` (kept for callers that only know quick)."""
+    return gate(checks, "quick" if quick else "full", needs_full)
 
 
 @dataclass
@@ -175,8 +238,11 @@ class Experiment:
     """Choices made where the paper or spec is silent, shown in the report."""
     quick_not_evaluated: tuple[str, ...] = ()
     """Claims (substrings of their check names) that quick fidelity cannot show: `tms reproduce --quick` records
-    them as "not evaluated (needs full fidelity)" (`gate_quick`). Every other claim must pass at quick fidelity
+    them as "not evaluated (needs full fidelity)" (`gate`). Every other claim must pass at quick fidelity
     (issue 12 §4; pinned by tests/test_reproduce.py on the experiments' own seeds)."""
+    needs_paper: tuple[str, ...] = ()
+    """Checks (substrings of their names) that only the paper's own sizes and schedule can judge (D11): below
+    `paper` fidelity they read "not evaluated (needs paper fidelity)"."""
 
     def runs(self, quick: bool) -> dict[str, TrainConfig]:
         """Named training runs; each is saved under DIR/<experiment>/<name>/."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from tmslab.config import ConfigError, versions
 from tmslab.experiments import EXPERIMENTS, get
-from tmslab.experiments.base import Context, Experiment, gate_quick
+from tmslab.experiments.base import Context, Experiment, gate
 from tmslab.io import (
     RunFormatError,
     atomic_write_json,
@@ -89,7 +89,7 @@ def run_experiment(exp: Experiment, out: Path, quick: bool, progress: bool = Tru
         for name, spec in specs.items():
             ctx.sweeps[name] = run_sweep(spec, edir / name, progress=progress)
     analysis = exp.analyze(ctx)
-    gate_quick(analysis.checks, quick, exp.quick_not_evaluated)
+    gate(analysis.checks, fidelity_word(quick), exp.quick_not_evaluated, exp.needs_paper)
     figures = []
     for fig in analysis.figures:
         html, png = save_figure(fig.plotly, fig.static, edir / fig.name)
@@ -107,7 +107,8 @@ def run_experiment(exp: Experiment, out: Path, quick: bool, progress: bool = Tru
         "quick": quick,
         "configs": {n: c.to_dict() for n, c in configs.items()},
         "sweeps": specs,
-        "checks": [c.to_dict() for c in analysis.checks],
+        "checks": [{**c.to_dict(), "judged_at": fidelity_word(quick) if c.status != "not evaluated" else None}
+                   for c in analysis.checks],
         "figures": figures,
         "tables": analysis.tables,
         "seconds": round(time.perf_counter() - start, 2),
@@ -137,8 +138,8 @@ def write_summary(out: Path) -> dict[str, Any]:
     results = collect(out)
     for res in results:
         for c in res["checks"]:
-            rows.append({"experiment": res["name"], "source": c["source"] or res["spec_ref"], "kind": "claim",
-                         "status": "pass" if c["passed"] else "fail", "reason": "", **c})
+            rows.append({"experiment": res["name"], "kind": "claim", "reason": "", "decision": "",
+                         **c, "source": c["source"] or res["spec_ref"]})
     quick = {bool(r.get("quick")) for r in results}
     if len(quick) > 1:  # reproduce() refuses to mix; only a hand-assembled folder gets here
         raise ConfigError(f"{out} mixes quick and full-fidelity results; rerun them into separate --out folders.")
