@@ -121,7 +121,7 @@ def test_summary_counts_claims_and_sanity_separately(tmp_path):
     _fake_results(tmp_path, "intro", quick=True)
     summary = runner.write_summary(tmp_path)
     assert summary["fidelity"] == "quick" and summary["counts"]["superseded"] == 1
-    assert summary["line"].startswith("quick fidelity: claims 1/2 pass")
+    assert summary["line"].startswith("quick fidelity: claims 1/3 pass · 1 not reproduced (findings) · 1 failed")
     assert {r["status"] for r in summary["checks"]} == {"pass", "fail", "not reproduced", "superseded",
                                                          "not evaluated"}
     html = runner.build_index(tmp_path).read_text()
