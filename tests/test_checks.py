@@ -15,7 +15,9 @@ from tmslab.experiments.base import (
     at_least,
     at_most,
     finding,
+    gate,
     gate_quick,
+    needs,
     superseded,
     within,
 )
@@ -106,14 +108,14 @@ def test_tally_and_counts_line():
     assert tally([{"passed": True}, {"passed": None}])["claims_not_evaluated"] == 1
 
 
-def _fake_results(out, name: str, quick: bool) -> None:
+def _fake_results(out, name: str, quick: bool, rows: list[dict] | None = None) -> None:
     """An experiment's results.json inside a reproduce folder, written with tmslab's own markers."""
     from tmslab.io import atomic_write_json, make_dir
 
     make_dir(out, "reproduce")
     make_dir(out / name)
     res = {"name": name, "title": name, "claim": "", "spec_ref": "§0", "notes": "", "fidelity": "", "quick": quick,
-           "configs": {}, "sweeps": {}, "checks": _rows(), "figures": [], "tables": {}}
+           "configs": {}, "sweeps": {}, "checks": _rows() if rows is None else rows, "figures": [], "tables": {}}
     atomic_write_json(out / name / "results.json", res)
 
 
@@ -127,6 +129,48 @@ def test_summary_counts_claims_and_sanity_separately(tmp_path):
     html = runner.build_index(tmp_path).read_text()
     assert "quick fidelity" in html and summary["line"].split(": ", 1)[1] in html
     assert "SUPERSEDED" in html and "D1" in html and "NOT EVALUATED" in html and NEEDS_FULL in html
+    # D10: the not-reproduced row is listed in the Findings section near the top, with its decision and evidence
+    findings = html.split('id="findings"', 1)[1].split("</section>", 1)[0]
+    assert ">f<" in findings and "D12" in findings and "9 of 35 jumps" in findings
+    assert html.index('id="findings"') < html.index('class="exp"')
+
+
+def test_finding_needs_a_spec_decision_and_keeps_a_pass():
+    with pytest.raises(ValueError, match="D99"):
+        finding(within("x", 2, 0, 1, "s"), "D99", "no such decision")
+    passed = finding(within("x", 0.5, 0, 1, "s"), "D16", "unused")
+    assert passed.status == "pass" and passed.decision == "D16" and passed.reason == ""
+    failed = finding(within("x", 2, 0, 1, "s"), "D16", "slope 0.87")
+    assert failed.status == "not reproduced" and failed.reason == "slope 0.87" and not failed.passed
+
+
+@pytest.mark.parametrize("statuses, code", [(("pass", "not reproduced"), 0), (("pass", "fail"), 1),
+                                            (("superseded", "not evaluated"), 0)])
+def test_report_exits_1_only_on_a_failed_check(tms, tmp_path, statuses, code):
+    """D10: a `fail` anywhere makes `tms report` (as `tms reproduce`) exit 1; findings and the rest exit 0."""
+    made = {"pass": within("a", 0.5, 0, 1, "s"), "fail": within("b", 2, 0, 1, "s", kind="sanity"),
+            "not reproduced": finding(within("c", 2, 0, 1, "s"), "D12", "9 of 35"),
+            "superseded": superseded(within("d", 2, 0, 1, "s"), "D1"),
+            "not evaluated": Check("e", 1, "1", True, status="not evaluated", reason=NEEDS_FULL)}
+    _fake_results(tmp_path, "intro", quick=False, rows=[made[s].to_dict() for s in statuses])
+    got, out, err = tms("report", tmp_path)
+    assert got == code and "full fidelity: claims" in out
+    assert ("FAILED intro: b = 2" in err) is (code == 1)
+
+
+def test_gate_judges_each_check_at_its_tier():
+    """D11: a check below its tier reads "not evaluated (needs <tier> fidelity)"; at or above it, it is judged."""
+    def make():
+        return [needs(within("p", 2, 0, 1, "s"), "paper"), within("q", 0.5, 0, 1, "s"),
+                within("named", 2, 0, 1, "s")]
+
+    for fidelity, want in [("quick", ["not evaluated", "pass", "not evaluated"]),
+                           ("full", ["not evaluated", "pass", "fail"]), ("paper", ["fail", "pass", "fail"])]:
+        got = gate(make(), fidelity, needs_full=("named",))
+        assert [c.status for c in got] == want, fidelity
+    assert gate(make(), "full", needs_full=("named",))[0].reason == "needs paper fidelity"
+    assert gate(make(), "quick", needs_full=("named",))[2].reason == "needs full fidelity"
+    assert gate(make(), "full", needs_paper=("q",))[1].reason == "needs paper fidelity"
 
 
 @pytest.mark.parametrize("have, want", [(False, "--quick"), (True, None)])

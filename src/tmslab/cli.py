@@ -392,7 +392,9 @@ def reproduce(
     """Reproduce the paper: train, check and plot every experiment, then write DIR/index.html.
 
     Writes DIR/NAME/ per experiment (runs, figures, results.json), DIR/summary.json (every check)
-    and DIR/index.html (the offline report).
+    and DIR/index.html (the offline report). Exits 1 when any check is `fail`; a claim that does not hold under a
+    paper-spec §7.2 decision is `not reproduced` — a finding, listed in the report's Findings section — and
+    exits 0.
     """
     from tmslab.io import check_output_dir
 
@@ -423,6 +425,20 @@ def reproduce(
                       threads=threads)
     if quiet < 2:
         typer.echo(f"{summary['line']}; report: {out / 'index.html'}")
+    _exit_on_failures(summary)
+
+
+def _exit_on_failures(summary: dict[str, Any]) -> None:
+    """Exit 1 when any check is `fail` (paper-spec §7.2 D10): a regression or a new disagreement, never a finding
+    (`not reproduced`), which is a result. The failing rows are named on stderr, one line each."""
+    from tmslab.report import failed
+
+    if failed(summary["counts"]):
+        for row in summary["checks"]:
+            if row["status"] == "fail":
+                typer.echo(f"FAILED {row['experiment']}: {row['name']} = {row['measured']} "
+                           f"(expected {row['expected']})", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -441,7 +457,10 @@ def experiments() -> None:
 def report(
     directory: Annotated[Path, typer.Argument(help="A `tms reproduce` output folder or a `tms sweep` folder.")],
 ) -> None:
-    """Rebuild the HTML report of existing results, without training."""
+    """Rebuild the HTML report of existing results, without training.
+
+    For a reproduce folder, also rewrites summary.json and exits 1 when any check is `fail` (as `tms reproduce`).
+    """
     from tmslab.io import CONFIG, output_kind
 
     if not directory.is_dir():
@@ -459,6 +478,9 @@ def report(
         path = build_index(directory)  # refuses a folder without results before anything is written
         summary = write_summary(directory)
         typer.echo(summary["line"])
+        typer.echo(f"wrote {path}")
+        _exit_on_failures(summary)
+        return
     typer.echo(f"wrote {path}")
 
 

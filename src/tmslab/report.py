@@ -234,9 +234,12 @@ def _section_context(s: Section, out_dir: Path, used: set[str]) -> dict[str, Any
                 "note": c.get("note", ""),
                 "kind": c.get("kind", "claim"),
                 "reason": c.get("reason", ""),
+                "decision": c.get("decision", ""),
+                "judged_at": c.get("judged_at") or "",
                 "status": _CSS[status],
                 "label": status.upper(),
                 "outcome": _superseded_outcome(c) if status == "superseded" else "",
+                "figure": _figure_png(s, c.get("figure", "")),
             }
         )
     t = tally(s.checks)
@@ -259,6 +262,22 @@ def _section_context(s: Section, out_dir: Path, used: set[str]) -> dict[str, Any
         "n_na": t["claims_not_evaluated"] + t["sanity_not_evaluated"],
         "tally": t,
     }
+
+
+def _figure_png(s: Section, name: str) -> str | None:
+    """The PNG of the section's figure called `name` (a check's evidence figure), None without one."""
+    if not name:
+        return None
+    for _html, png, _caption in s.figures:
+        if png is not None and Path(png).stem == name:
+            return Path(png).as_posix()
+    return None
+
+
+def _findings(sections: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every `not reproduced` row, with its section, for the report's Findings section (paper-spec §7.2 D10)."""
+    return [{**c, "section": s["title"], "anchor": s["anchor"], "experiment": s["name"]}
+            for s in sections for c in s["checks"] if c["status"] == "nr"]
 
 
 def _superseded_outcome(c: Mapping[str, Any]) -> str:
@@ -334,6 +353,7 @@ def build_report(
             n_evaluated=sum(s["n_evaluated"] for s in ctx_sections),
             n_na=sum(s["n_na"] for s in ctx_sections),
             tally=t,
+            findings=_findings(ctx_sections),
             fidelity=fidelity,
             counts=counts_line(t),  # the fidelity has its own badge beside it
         )

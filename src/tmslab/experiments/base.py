@@ -64,6 +64,8 @@ class Check:
     """Evidence for a superseded or not-reproduced row (decision, measurement) or why it was not evaluated."""
     decision: str = ""
     """The paper-spec §7 decision behind a `not reproduced` or `superseded` row (e.g. "D12"); empty otherwise."""
+    figure: str = ""
+    """The name of one of the experiment's figures that shows the evidence (shown beside a finding)."""
     tier: Tier = "quick"
     """The lowest fidelity that can judge the check (D11); below it the row reads "not evaluated (needs <tier>
     fidelity)". Set by `needs` (or the experiment's `quick_not_evaluated` / `needs_paper`)."""
@@ -89,6 +91,7 @@ class Check:
             "reason": self.reason,
             "decision": self.decision,
             "tier": self.tier,
+            "figure": self.figure,
             "source": self.source,
             "note": self.note,
         }
