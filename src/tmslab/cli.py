@@ -456,12 +456,23 @@ def experiments() -> None:
 @app.command()
 def report(
     directory: Annotated[Path, typer.Argument(help="A `tms reproduce` output folder or a `tms sweep` folder.")],
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print the claims table as Markdown on stdout; write nothing.")
+    ] = False,
 ) -> None:
     """Rebuild the HTML report of existing results, without training.
 
     For a reproduce folder, also rewrites summary.json and exits 1 when any check is `fail` (as `tms reproduce`).
     """
     from tmslab.io import CONFIG, output_kind
+
+    if markdown:  # read only, so that a record (results/full) stays as committed; same exit codes
+        from tmslab.records import markdown_summary
+
+        text, summary = markdown_summary(directory)
+        typer.echo(text, nl=False)
+        _exit_on_failures(summary)
+        return
 
     if not directory.is_dir():
         raise UsageError(f"{directory} is not a directory; give a `tms reproduce --out` or `tms sweep --out` folder.")
