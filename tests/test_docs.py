@@ -150,6 +150,19 @@ def test_generated_tables_follow_the_records(repo: Path) -> None:
         [_results("scaling-laws", [_check("α_m at γ = −1", "pass", measured=1.02, judged_at="paper")])],
         "paper",
     )
+    # issue 30's layout: results/paper/<experiment>/ holding results.json itself (the one above nests it a level down)
+    flat = repo / "results" / "paper" / "double-descent"
+    flat.mkdir(parents=True)
+    (flat / "results.json").write_text(
+        json.dumps(
+            _results(
+                "double-descent",
+                [_check("T = 5: regular T-gons", "not reproduced", decision="D17", reason="2 of 4", judged_at="paper")],
+            )
+        )
+    )
+    (flat / "summary.json").write_text(json.dumps({"fidelity": "paper"}))
+    (flat / "RECORD.md").write_text("command, commit, device, date")
     assert records.stale(repo) == ["docs/reproducing.md", "README.md"]  # the records changed, the pages did not
     assert sorted(records.write_docs(repo)) == ["README.md", "docs/reproducing.md"]
     assert records.stale(repo) == [] and records.write_docs(repo) == []  # written once, then idempotent
@@ -158,10 +171,17 @@ def test_generated_tables_follow_the_records(repo: Path) -> None:
     assert ("- `results/full/`: full fidelity: claims 1/2 pass · 1 not reproduced (findings) · 0 failed · 1 sanity "
             "checks pass · 1 superseded · 1 not evaluated") in page  # fmt: skip
     assert "- `results/paper/scaling-laws/`: paper fidelity: claims 1/1 pass" in page
+    assert "- `results/paper/double-descent/`: paper fidelity: claims 0/1 pass · 1 not reproduced (findings)" in page
+    assert (
+        page.index("`results/full/`:")
+        < page.index("`results/paper/double-descent/`:")
+        < page.index("`results/paper/scaling-laws/`:")
+    )  # full first, then the paper records by name
     findings = re.search(r"<!-- records:findings -->\n(.*?)\n<!--", page, re.S).group(1)
     assert ("| energy-jumps | all jumps coincide with a loss drop | D12 | ≥ 0.8 | 0.26 | full | 9 of 35 jumps; the "
             "early splits show no drop |") in findings  # fmt: skip
-    assert len(_table_rows(findings)) == 2  # the header and the one finding
+    assert "| double-descent | T = 5: regular T-gons | D17 | [0.9, 1.1] | 0.5 | paper | 2 of 4 |" in findings
+    assert len(_table_rows(findings)) == 3  # the header and the two findings
     superseded = re.search(r"<!-- records:superseded -->\n(.*?)\n<!--", page, re.S).group(1)
     assert "| intro | pairs at density 0.1 | D2 | 0.5 | [0.9, 1.1] | a local optimum, 20% above |" in superseded
     full = re.search(r"<!-- records:full -->\n(.*?)\n<!--", page, re.S).group(1)

@@ -78,14 +78,17 @@ class Record:
 
 
 def load_record(directory: str | Path) -> Record | None:
-    """The record in `directory` (results.json at its top or one or two folders down), or None if it holds none.
+    """The record in `directory` (results.json at its top, else one folder down, else two), or None if it holds none.
 
     A missing folder is no record; a results.json that is not JSON, or two for one experiment, is a ConfigError.
     """
     directory = Path(directory)
     if not directory.is_dir():
         return None
-    paths = sorted({*directory.glob(RESULTS), *directory.glob(f"*/{RESULTS}"), *directory.glob(f"*/*/{RESULTS}")})
+    # the shallowest level that has any: DIR/results.json (one experiment's record), DIR/NAME/results.json (a
+    # reproduce folder) or DIR/PART/NAME/results.json (a record kept as a reproduce folder inside its own folder)
+    levels = (sorted(directory.glob(pattern)) for pattern in (RESULTS, f"*/{RESULTS}", f"*/*/{RESULTS}"))
+    paths = next((found for found in levels if found), [])
     results: dict[str, dict[str, Any]] = {}
     for path in paths:
         res = _read_json(path)
