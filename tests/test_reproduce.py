@@ -82,6 +82,44 @@ def test_quick_mode_evaluates_the_pinned_claims_and_they_pass(quick_dir):
 
 
 @pytest.mark.slow
+def test_every_claim_fails_on_the_initial_weights(quick_dir, tmp_path):
+    """D20 (the null-model pass): every run of every experiment reset to its initialisation (same configuration
+    and seed), the analyses run again — no claim may pass: a claim is a statement about what training produces."""
+    from tmslab.experiments.null import null_pass
+
+    rows = null_pass(quick_dir, tmp_path / "null")
+    assert {r["experiment"] for r in rows} == set(EXPERIMENTS)
+    passing = [f"{r['experiment']}: {r['name']} = {r['measured']} (expected {r['expected']})" for r in rows
+               if r["kind"] == "claim" and r["status"] == "pass"]
+    assert passing == []
+    assert sum(r["kind"] == "claim" and r["status"] in ("fail", "not reproduced") for r in rows) > 0
+
+
+@pytest.mark.slow
+def test_a_broken_experiment_makes_reproduce_exit_1(quick_dir, tmp_path, capsys):
+    """D10: zeroed weights in a finished experiment, its results removed, the same command re-run → exit 1 with
+    the failing rows named; the untouched folder exits 0."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from tmslab.cli import main
+
+    work = tmp_path / "broken"
+    shutil.copytree(quick_dir, work)
+    for weights in (work / "intro").rglob("model.safetensors"):
+        save_file({k: torch.zeros_like(v) for k, v in load_file(weights).items()}, weights,
+                  metadata={"format": "tmslab-run-1"})
+    (work / "intro" / "results.json").unlink()
+    capsys.readouterr()
+    assert main(["reproduce", "--quick", "--out", str(work), "--only", "intro", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "FAILED intro: " in err
+    assert main(["report", str(quick_dir)]) == 0
+
+
+@pytest.mark.slow
 def test_rerun_skips_finished_experiments(quick_dir, capsys):
     from tmslab.cli import main
 
