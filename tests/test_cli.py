@@ -160,7 +160,9 @@ def test_theory_kgon_json_and_errors(capsys):
     assert set(rows[0]) >= {"k", "variant", "length", "bias", "loss", "llc"}
     five = [r for r in rows if r["k"] == 5][0]
     assert round(five["loss"], 5) == 0.01583 and five["llc"] == 7.0
-    assert [r["llc"] for r in rows if r["k"] == 4] == [None, None]  # the 4-gon sits on a ReLU kink (b* = 0)
+    four = [r for r in rows if r["k"] == 4]  # σ ≤ 1, φ ≤ 4: 10 families k^{σ+,φ−} (paper-spec D14)
+    assert len(four) == 10 and all(r["llc"] is None for r in four)  # the 4-gon sits on a ReLU kink (b* = 0)
+    assert {(r["plus"], r["minus"], r["name"]) for r in four} >= {(0, 0, "4"), (1, 0, "4⁺"), (1, 2, "4⁺²⁻")}
     assert main(["theory", "kgon", "--features", "3"]) == 2
     assert "--features must be >= 4" in capsys.readouterr().err
     assert main(["theory", "kgon", "--features", "5", "--k", "6"]) == 2

@@ -254,7 +254,7 @@ PUBLISHED = [  # (k, c, plus, l*, b*, L(k, c), λ or None)
 
 @pytest.mark.parametrize(("k", "c", "plus", "length", "b", "loss", "llc"), PUBLISHED)
 def test_critical_points_match_published_table(k, c, plus, length, b, loss, llc):
-    (p,) = [p for p in T.critical_points(c, k) if p.plus == plus]
+    (p,) = [p for p in T.critical_points(c, k) if p.plus == plus and p.minus == 0]
     assert round(p.length, 4) == round(length, 4) and round(p.bias, 4) == round(b, 4)
     if loss is not None:
         assert round(p.loss, 4) == round(loss, 4)
@@ -264,8 +264,10 @@ def test_critical_points_match_published_table(k, c, plus, length, b, loss, llc)
 
 def test_critical_points_table_structure():
     pts = T.critical_points(6)
-    # k = 4, 5, 6 with 0..c−k positive-bias dead features: 3 + 2 + 1 points, sorted by loss.
-    assert sorted((p.k, p.plus) for p in pts) == [(4, 0), (4, 1), (4, 2), (5, 0), (5, 1), (6, 0)]
+    # D14: 6, 5, 5⁺ and the 4-gon with σ = 0..2 positive-bias dead features and φ = 0..4 switched-off vertices.
+    assert sorted((p.k, p.plus, p.minus) for p in pts) == sorted(
+        [(6, 0, 0), (5, 0, 0), (5, 1, 0)] + [(4, s, f) for s in range(3) for f in range(5)]
+    )
     assert [p.loss for p in pts] == sorted(p.loss for p in pts)
     assert {p.variant for p in pts} == {"k", "k+"}
     # Every row is a critical point of the full loss at its own weights.
@@ -274,12 +276,72 @@ def test_critical_points_table_structure():
         W.requires_grad_(True)
         b.requires_grad_(True)
         T.one_hot_loss(W, b).sum().backward()
-        assert W.grad.abs().max() < 1e-9 and b.grad.abs().max() < 1e-9
+        assert W.grad.abs().max() < 1e-9 and b.grad.abs().max() < 1e-9, p.name
         assert T.one_hot_loss(W, b).item() == pytest.approx(p.loss, abs=1e-12)
     with pytest.raises(ValueError):
         T.critical_points(6, k=7)
     with pytest.raises(ValueError):
         T.critical_points(3)
+
+
+def test_d14_eighteen_families_at_c6_and_the_k_plus_spacing():
+    """paper-spec §7.2 D14: the paper counts 18 families k^{σ+,φ−} at c = 6; 4⁺ has one dead feature at bias 1/(2c),
+    which lowers L by exactly 1/(4c²) = 1/144."""
+    pts = {p.name: p for p in T.critical_points(6)}
+    assert len(pts) == 18
+    L4 = (0 + 6 - 4) / 18  # h_4 = 0, two dead features
+    assert pts["4"].loss == pytest.approx(L4, abs=1e-12)
+    assert pts["4⁺"].loss == pytest.approx(L4 - 1 / 144, abs=1e-12)
+    assert pts["4²⁺"].loss == pytest.approx(L4 - 2 / 144, abs=1e-12)
+    assert pts["5⁺"].loss == pytest.approx(pts["5"].loss - 1 / 144, abs=1e-12)
+    # A switched-off 4-gon vertex is one more dead feature: +1/(3c).
+    assert pts["4²⁺³⁻"].loss == pytest.approx(L4 + 3 / 18 - 2 / 144, abs=1e-12)
+    assert pts["4⁴⁻"].loss == pytest.approx(1 / 3, abs=1e-12)  # all four off: the model outputs 0
+    # c = 5: 5 plus 4^{σ+,φ−} with σ ≤ 1, φ ≤ 4; c = 4: the 4-gon with φ ≤ 4.
+    assert len(T.critical_points(5)) == 11 and len(T.critical_points(4)) == 5
+
+
+@pytest.mark.parametrize(
+    ("k", "c", "plus", "minus"), [(4, 6, 1, 0), (5, 6, 1, 0), (4, 6, 2, 1), (4, 5, 1, 3), (4, 7, 3, 2)]
+)
+def test_family_loss_closed_form_equals_the_loss_of_its_weights(k, c, plus, minus):
+    """One k^{σ+,φ−} per case: L = (h_k + c − k + φ − 3σ/(4c))/(3c) equals the exact loss of the family's weights."""
+    sol = T.solve_kgon(k)
+    closed = (sol.h + c - k + minus - 3 * plus / (4 * c)) / (3 * c)
+    assert sol.loss(c, plus, minus) == pytest.approx(closed, abs=1e-14)
+    W, b = T.kgon_weights(k, c, sol.length, sol.bias, plus, dead_bias=-0.1, switched_off=minus)
+    assert T.one_hot_loss(W, b).item() == pytest.approx(closed, abs=1e-12)
+
+
+def test_switching_off_is_only_a_4gon_family():
+    with pytest.raises(ValueError, match="4-gon"):
+        T.solve_kgon(5).loss(6, 0, 1)
+    # A 5-gon vertex at b ≤ −l² is not a critical point: its neighbours' optimum moves (why φ is 4-gons only).
+    sol = T.solve_kgon(5)
+    W, b = T.kgon_weights(5, 5, sol.length, sol.bias, switched_off=1)
+    W.requires_grad_(True)
+    T.one_hot_loss(W, b).backward()
+    assert W.grad.abs().max() > 1e-3
+
+
+def test_family_names():
+    assert [T.family_name(*a) for a in [(6,), (5, 1), (4, 2), (4, 0, 1), (4, 2, 1), (4, 1, 3), (4, 2, 4)]] == [
+        "6", "5⁺", "4²⁺", "4⁻", "4²⁺⁻", "4⁺³⁻", "4²⁺⁴⁻"
+    ]
+    p = next(p for p in T.critical_points(6) if (p.k, p.plus, p.minus) == (4, 2, 1))
+    assert p.label == "4²⁺⁻-gon" and p.to_dict()["name"] == "4²⁺⁻"
+    assert (p.to_dict()["plus"], p.to_dict()["minus"]) == (2, 1)
+
+
+def test_published_second_12gon_is_not_a_critical_point():
+    """D14: (1.24975, −0.85483) violates b > −l²/2 (the second neighbours never fire there) and the exact h_12 has a
+    nonzero gradient; our solver's only 12-gon has zero gradient."""
+    length, b = T.PUBLISHED_SECOND_12GON
+    assert b + length**2 / 2 == pytest.approx(-0.0739, abs=1e-4)
+    _, dl, db = T.kgon_gradient(12, length, b)
+    assert math.hypot(dl, db) > 0.1
+    (ours,) = T.kgon_solutions(12)
+    assert math.hypot(*T.kgon_gradient(12, ours.length, ours.bias)[1:]) < 1e-9
 
 
 # ---- nonlinear compression (§2.13, E19) ---------------------------------------------------------------

@@ -233,7 +233,10 @@ def train(
     lr_b: Annotated[float | None, typer.Option(help="Peak learning rate of b (default: --lr).")] = None,
     lr_floor: Annotated[float, typer.Option(help="cosine-floor ends at this × peak lr, in [0, 1].")] = 0.05,
     decay_bias: Annotated[bool, typer.Option(help="Apply a γ ≥ 0 decay to b too (PyTorch default).")] = True,
-    sparse: Annotated[bool, typer.Option(help="Sparse sampling, training and evaluation (fast engine).")] = False,
+    sparse: Annotated[bool | None, typer.Option(
+        "--sparse/--no-sparse",
+        help="Sparse sampling, training and evaluation (fast engine). Default: on for a --density-law where the "
+             "sparse path trains the model (tied models, independent features, CPU), else off.")] = None,
     device: Annotated[Device, typer.Option(help="cpu, or cuda (plain PyTorch loop on the GPU).")] = "cpu",
     dataset_size: Annotated[
         str | None,
@@ -653,7 +656,12 @@ def theory_kgon(
     k: Annotated[int | None, typer.Option(help="Only the k-gons with this k (4 <= k <= c).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of a table.")] = False,
 ) -> None:
-    """Every k-gon critical point of the one-hot TMS loss (Chen et al. 2023): l*, b*, L(k, c), LLC.
+    """Every k-gon critical-point family k^{σ+,φ−} of the one-hot TMS loss (Chen et al. 2023): l*, b*, L, LLC.
+
+    σ dead features at bias 1/(2c) (each lowers L by 1/(4c²)), the other dead features at a negative bias, and
+    (4-gons only) φ vertices switched off by a bias ≤ −l². Names: k, then "⁺" for σ and "⁻" for φ, each preceded
+    by its count in superscript when above 1 (4²⁺⁻: σ = 2, φ = 1). --json: one object per family with "name",
+    "plus" (σ), "minus" (φ) and the table's numbers.
 
     Example: tms theory kgon --features 6 --json
     """
@@ -669,11 +677,12 @@ def theory_kgon(
     if as_json:
         typer.echo(json.dumps([p.to_dict() for p in points], indent=1))
         return
-    typer.echo(f"c = {features} features, r = 2; L = E‖x − f(x)‖² (H = 3c·L); LLC: minimally singular minima only")
-    typer.echo(f"{'point':>16s} {'l*':>9s} {'b*':>9s} {'L(k,c)':>9s} {'LLC':>6s}  Hessian (−, 0)")
+    typer.echo(f"c = {features} features, r = 2; L = E‖x − f(x)‖² (H = 3c·L); {len(points)} families k^(σ+,φ−); "
+               "LLC: minimally singular minima only")
+    typer.echo(f"{'family':>16s} {'σ':>2s} {'φ':>2s} {'l*':>9s} {'b*':>9s} {'L':>9s} {'LLC':>6s}  Hessian (−, 0)")
     for p in points:
         llc = "—" if p.llc is None else f"{p.llc:g}"
-        typer.echo(f"{p.label:>16s} {p.length:9.5f} {p.bias:9.5f} {p.loss:9.5f} {llc:>6s}  "
+        typer.echo(f"{p.label:>16s} {p.plus:2d} {p.minus:2d} {p.length:9.5f} {p.bias:9.5f} {p.loss:9.5f} {llc:>6s}  "
                    f"({p.negative_modes}, {p.zero_modes})")
 
 

@@ -328,17 +328,22 @@ def one_hot_loss(
 
 
 def kgon_weights(
-    k: int, c: int, length: float, bias: float, positive_bias_dead: int = 0, dead_bias: float = 0.0
+    k: int, c: int, length: float, bias: float, positive_bias_dead: int = 0, dead_bias: float = 0.0,
+    switched_off: int = 0,
 ) -> tuple[Float[Tensor, "1 2 c"], Float[Tensor, "1 c"]]:
     """The k-gon critical point's parameters (§6.4), for notebooks and tests.
 
     Features 0..k−1 sit at angles 2πj/k with norm `length` and bias `bias`; the other c − k are dead (zero
     weight): the first `positive_bias_dead` of them get bias 1/(2c) (Chen et al.'s k⁺ variants), the rest
     `dead_bias` (any value ≤ 0 is a critical point; a strictly negative one keeps the point away from the ReLU
-    kink, which `critical_points` needs for its Hessian). Returns W [1, 2, c] and b [1, c], float64.
+    kink, which `critical_points` needs for its Hessian). `switched_off` vertices (0 … φ−1, adjacent; a 4-gon's
+    k^{σ+,φ−} variants, paper-spec §7.2 D14) keep their weight but get bias −l² + `dead_bias` (≤ −l²), so their
+    own output never fires. Returns W [1, 2, c] and b [1, c], float64.
     """
     if not 0 <= positive_bias_dead <= c - k:
         raise ValueError(f"positive_bias_dead must be in [0, c − k] = [0, {c - k}], got {positive_bias_dead}.")
+    if not 0 <= switched_off <= k:
+        raise ValueError(f"switched_off must be in [0, k] = [0, {k}], got {switched_off}.")
     W = torch.zeros(1, 2, c, dtype=torch.float64)
     b = torch.full((1, c), float(dead_bias), dtype=torch.float64)
     if k == 1:
@@ -348,6 +353,7 @@ def kgon_weights(
     else:
         W[0, :, :k] = length * regular_polygon(k)[0]
     b[0, :k] = bias
+    b[0, :switched_off] = -(length**2) + min(float(dead_bias), 0.0)
     b[0, k : k + positive_bias_dead] = 1.0 / (2 * c)
     return W, b
 
@@ -361,11 +367,21 @@ class KGon:
     bias: float
     h: float
 
-    def loss(self, c: int, positive_bias_dead: int = 0) -> float:
-        """L(k, c) = (h_k + c − k)/(3c); each k⁺ dead feature with bias 1/(2c) saves 3/(4c) of H."""
+    def loss(self, c: int, positive_bias_dead: int = 0, switched_off: int = 0) -> float:
+        """L(k^{σ+,φ−}, c) = (h_k + c − k + φ − 3σ/(4c))/(3c) with σ = `positive_bias_dead`, φ = `switched_off`.
+
+        Each dead feature contributes exactly 1 to H = 3c·L (its ∫t² = 1/3 per unit of 1/c), less 3/(4c) when its
+        bias is 1/(2c) (the optimal constant output: L falls by exactly 1/(4c²), D14). A switched-off 4-gon vertex
+        (bias ≤ −l²) is dead the same way and changes nothing else — its neighbours are orthogonal to it and its
+        opposite antipodal, so no other output fires — while a live 4-gon vertex contributes h_4 = 0; for k ≥ 5
+        (b* < 0, neighbours at acute angles) switching a vertex off is not a critical point, so φ needs k = 4.
+        """
         if c < self.k + positive_bias_dead:
             raise ValueError(f"c = {c} has no room for a {self.k}-gon plus {positive_bias_dead} biased features.")
-        return (self.h + c - self.k - positive_bias_dead * 3 / (4 * c)) / (3 * c)
+        if switched_off and (self.k != 4 or not 0 <= switched_off <= 4):
+            raise ValueError(f"only a 4-gon's vertices can be switched off (0 … 4), got {switched_off} of a "
+                             f"{self.k}-gon.")
+        return (self.h + c - self.k + switched_off - positive_bias_dead * 3 / (4 * c)) / (3 * c)
 
 
 def _kgon_terms(k: int, params: Float[Tensor, "*batch 2"]) -> tuple[Tensor, ...]:
@@ -491,15 +507,31 @@ def solve_kgon(k: int) -> KGon:
     return sols[0]
 
 
+_SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def family_name(k: int, plus: int = 0, minus: int = 0) -> str:
+    """The paper's k^{σ+,φ−} written inline (D14): k, then for σ > 0 "⁺" and for φ > 0 "⁻", each sign preceded by
+    its count in superscript digits when the count exceeds 1. "4" (σ = φ = 0), "5⁺" (σ = 1), "4²⁺" (σ = 2),
+    "4⁻" (φ = 1), "4²⁺³⁻" (σ = 2, φ = 3)."""
+
+    def part(count: int, sign: str) -> str:
+        return "" if count == 0 else (str(count).translate(_SUPERSCRIPT) if count > 1 else "") + sign
+
+    return f"{k}{part(plus, '⁺')}{part(minus, '⁻')}"
+
+
 @dataclass(frozen=True)
 class CriticalPoint:
-    """One critical point of the one-hot population loss with c features in 2 dimensions (§6.4).
+    """One critical point of the one-hot population loss with c features in 2 dimensions (§6.4): the family
+    k^{σ+,φ−} of paper-spec §7.2 D14.
 
-    A regular k-gon (`solution` indexes `kgon_solutions(k)`) with `plus` of its c − k dead features at bias 1/(2c)
-    (variant "k+", Chen et al.'s k⁺; plus = 0 is variant "k"). `llc` is the learning coefficient of a minimally
-    singular local minimum, (3c − zero modes)/2 from the exact Hessian, when the zero modes are exactly the
-    expected flat directions (one rotation, three per dead feature with negative bias) and the point is away
-    from every ReLU kink; else None (saddle, kink or further degeneracy: unknown here).
+    A regular k-gon (`solution` indexes `kgon_solutions(k)`) with `plus` = σ of its c − k dead features at bias
+    1/(2c) (Chen et al.'s k⁺; the other dead features at a negative bias) and, for 4-gons only, `minus` = φ of its
+    vertices switched off by a bias ≤ −l². `llc` is the learning coefficient of a minimally singular local
+    minimum, (3c − zero modes)/2 from the exact Hessian, when the zero modes are exactly the expected flat
+    directions (one rotation, three per dead feature with negative bias) and the point is away from every ReLU
+    kink; else None (saddle, kink or further degeneracy: unknown here).
     """
 
     k: int
@@ -512,24 +544,32 @@ class CriticalPoint:
     llc: float | None
     negative_modes: int
     zero_modes: int
+    minus: int = 0
 
     @property
     def variant(self) -> str:
         return "k" if self.plus == 0 else "k+"
 
     @property
+    def name(self) -> str:
+        """The family in the paper's notation, e.g. "4²⁺⁻" (`family_name`)."""
+        return family_name(self.k, self.plus, self.minus)
+
+    @property
     def label(self) -> str:
         sol = f" (solution {self.solution + 1})" if self.solution else ""
-        return f"{self.k}{'⁺' * self.plus}-gon{sol}"
+        return f"{self.name}-gon{sol}"
 
     def weights(self) -> tuple[Float[Tensor, "1 2 c"], Float[Tensor, "1 c"]]:
-        """W [1, 2, c], b [1, c] of this point (dead negative-bias features at −1/(2c))."""
-        return kgon_weights(self.k, self.c, self.length, self.bias, self.plus, dead_bias=-1 / (2 * self.c))
+        """W [1, 2, c], b [1, c] of this point (dead negative-bias features at −1/(2c), switched-off vertices at
+        −l² − 1/(2c))."""
+        return kgon_weights(self.k, self.c, self.length, self.bias, self.plus, dead_bias=-1 / (2 * self.c),
+                            switched_off=self.minus)
 
     def to_dict(self) -> dict[str, object]:
-        return {"k": self.k, "variant": self.variant, "plus": self.plus, "solution": self.solution,
-                "length": self.length, "bias": self.bias, "loss": self.loss, "llc": self.llc,
-                "negative_modes": self.negative_modes, "zero_modes": self.zero_modes}
+        return {"name": self.name, "k": self.k, "variant": self.variant, "plus": self.plus, "minus": self.minus,
+                "solution": self.solution, "length": self.length, "bias": self.bias, "loss": self.loss,
+                "llc": self.llc, "negative_modes": self.negative_modes, "zero_modes": self.zero_modes}
 
 
 def _smooth(W: Tensor, b: Tensor, tol: float = 1e-9) -> bool:
@@ -555,8 +595,20 @@ def hessian_modes(W: Float[Tensor, "2 c"], b: Float[Tensor, " c"], rel_tol: floa
 
 
 def critical_points(c: int, k: int | None = None) -> list[CriticalPoint]:
-    """Every k-gon critical point the one-hot analysis tabulates for c features: 4 ≤ k ≤ c (or the given k),
-    each solution of `kgon_solutions(k)`, with 0 … c − k dead features at bias 1/(2c); by loss (§6.4)."""
+    """Every k-gon critical-point family k^{σ+,φ−} of the one-hot loss with c features (paper-spec §7.2 D14), by
+    loss (ties: larger k first).
+
+    Enumeration: 4 ≤ k ≤ c (or the given k), each solution of `kgon_solutions(k)`; σ = 0 … c − k dead features at
+    bias 1/(2c) (the rest at a negative bias); for the 4-gon also φ = 0 … 4 vertices switched off by a bias ≤ −l²
+    (φ = 4: all four off, the model's output is 0 — still a critical point, the square's weights idle). At c = 6
+    that is 1 (6) + 2 (5, 5⁺) + 3 × 5 (4^{σ+,φ−}, σ ≤ 2, φ ≤ 4) = 18 families, the count Chen et al. give for
+    c = 6 (as transcribed in paper-spec D14). Reading of the count, ours: k ≥ 4 as in the paper's tables (a 3-gon or
+    antipodal pair would be critical too, with h = 0, but the paper does not list them), and φ up to 4 — the only
+    enumeration of this notation over k ≥ 4 that gives 18 (φ ≤ 3 gives 15). Only the 4-gon switches vertices
+    off: its live vertices have b* = 0 and pairwise G_ij ≤ 0, so a vertex at b ≤ −l² leaves every other output
+    unchanged; a k ≥ 5 vertex has acute neighbours and b* < 0, and switching it off moves the others' optimum.
+    The (negative, zero) Hessian modes are at the dead biases −1/(2c) and switched-off biases −l² − 1/(2c).
+    """
     if c < 4:
         raise ValueError(f"c must be >= 4 (k-gons with 4 <= k <= c), got {c}.")
     ks = range(4, c + 1) if k is None else [k]
@@ -565,13 +617,27 @@ def critical_points(c: int, k: int | None = None) -> list[CriticalPoint]:
     out = []
     for kk in ks:
         for s, sol in enumerate(kgon_solutions(kk)):
-            for plus in range(c - kk + 1):
-                W, b = kgon_weights(kk, c, sol.length, sol.bias, plus, dead_bias=-1 / (2 * c))
-                neg, zero, _ = hessian_modes(W[0], b[0])
-                expected = 1 + 3 * (c - kk - plus)
-                llc = (3 * c - zero) / 2 if neg == 0 and zero == expected and _smooth(W[0], b[0]) else None
-                out.append(CriticalPoint(kk, c, plus, s, sol.length, sol.bias, sol.loss(c, plus), llc, neg, zero))
-    return sorted(out, key=lambda p: p.loss)
+            for minus in range(5 if kk == 4 else 1):
+                for plus in range(c - kk + 1):
+                    W, b = kgon_weights(kk, c, sol.length, sol.bias, plus, dead_bias=-1 / (2 * c), switched_off=minus)
+                    neg, zero, _ = hessian_modes(W[0], b[0])
+                    expected = 1 + 3 * (c - kk - plus)
+                    smooth = minus == 0 and neg == 0 and zero == expected and _smooth(W[0], b[0])
+                    llc = (3 * c - zero) / 2 if smooth else None
+                    out.append(CriticalPoint(kk, c, plus, s, sol.length, sol.bias, sol.loss(c, plus, minus), llc, neg,
+                                             zero, minus))
+    return sorted(out, key=lambda p: (p.loss, -p.k, p.plus, p.minus))
+
+
+#: The published second 12-gon solution (l, b) that paper-spec §7.2 D14 withdraws as a check.
+PUBLISHED_SECOND_12GON = (1.24975, -0.85483)
+
+
+def kgon_gradient(k: int, length: float, bias: float) -> tuple[float, float, float]:
+    """(h_k, ∂h_k/∂l, ∂h_k/∂b) of the regular k-gon at (l, b), closed form (H = 3c·L at c = k). At a critical
+    point both derivatives vanish; D14's discrepancy row shows them at `PUBLISHED_SECOND_12GON`."""
+    h, g, _ = _kgon_h_derivatives(k, torch.tensor([[length, bias]], dtype=torch.float64))
+    return float(h[0]), float(g[0, 0]), float(g[0, 1])
 
 
 # ---- §2.13 nonlinear compression ----------------------------------------------------------------------
