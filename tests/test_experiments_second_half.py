@@ -109,6 +109,22 @@ def test_loss_drop_needs_a_step_beyond_the_trend():
     assert not loss_drop(loss, 298, 300, 25)["coincides"]
 
 
+def test_late_jumps_and_digon_seeds():
+    """§7.2 D12: a jump starts after step 3,000 when its last record at the old level is at 3,000 or later; a seed
+    ends "all digons" only with at least one learned feature (the small init has none)."""
+    from tmslab.experiments.dynamics import LATE_STEP, _split, digon_seeds
+
+    jumps = [
+        {"start_step": LATE_STEP - 40, "coincides": False},
+        {"start_step": LATE_STEP, "coincides": True},
+        {"start_step": LATE_STEP + 400, "coincides": False},
+    ]
+    assert _split(jumps) == {"all": (3, 1), "early": (1, 0), "late": (2, 1)}
+    pair = torch.tensor([[1.0, -1.0, 0.0], [0.0, 0.0, 0.0]])  # features 0, 1 antipodal (D = 1/2), 2 unlearned
+    lone = torch.tensor([[1.0, -1.0, 0.0], [0.0, 0.0, 1.0]])  # feature 2 alone in its direction (D = 1)
+    assert digon_seeds(torch.stack([pair, lone, 0.01 * lone])) == [True, False, False]
+
+
 def test_snapshot_loss_matches_evaluate_per_snapshot(make_config, tmp_path):
     from tmslab.experiments.dynamics import snapshot_loss
     from tmslab.io import Run, load_run, save_run
@@ -187,6 +203,32 @@ def test_motif_search_on_a_hand_built_model():
     assert find_asymmetric_motifs(W1, W2)[0]["inhibitors"] == []
     W2[1, 0] = 0.5  # symmetric outputs: not the asymmetric motif
     assert find_asymmetric_motifs(W1, W2) == []
+    W2[1, 0] = 2.0
+    assert len(find_asymmetric_motifs(W1, W2)) == 1
+    # the same shape at a twentieth of the gain (|W1_kf|·W2_fk = 0.05 < 0.1): the neuron computes neither feature
+    assert find_asymmetric_motifs(W1, W2 / 20) == []
+
+
+def test_computed_counts_use_path_gains_and_the_init_computes_nothing():
+    """§5, E16 (paper-spec §7.2 D20): polysemantic neurons and computed features are counted on path gains
+    |W1_kf|·W2_fk, which a random init at n = 100, m = 40 keeps below 0.1 nearly everywhere; the |W1|-only reading
+    called every neuron of that init polysemantic."""
+    from tmslab.config import TrainConfig
+    from tmslab.experiments.absval import computed_counts, find_asymmetric_motifs, init_params
+
+    e = torch.eye(3)
+    W1, W2 = torch.cat([e, -e])[None], torch.cat([e, e], 1)[None]  # the exact pair code: gain 1 each
+    assert computed_counts(W1, W2) == ([0], [3])
+    W1[0, 0, 1], W2[0, 1, 0] = -0.5, 0.5  # neuron 0 also passes |x_1| (negative side) into output 1: gain 0.25
+    assert computed_counts(W1, W2) == ([1], [3])
+    W2[0, 1, 0] = -0.5  # ... inhibiting output 1 instead computes nothing there
+    assert computed_counts(W1, W2) == ([0], [3])
+    cfg = TrainConfig(model="abs", n_features=100, n_hidden=40, importance_decay=0.8, density=[1.0], restarts=2)
+    init = init_params(cfg)
+    poly, computed = computed_counts(init["W1"], init["W2"])
+    assert poly == [0, 0] and max(computed) <= 2  # measured 1 and 1 (the tail of a product of Gaussians), vs > 20
+    assert (metrics.neuron_feature_counts(init["W1"], 0.1) >= 2).sum(-1).tolist() == [40, 40]
+    assert find_asymmetric_motifs(init["W1"][0], init["W2"][0]) == []
 
 
 def test_pair_neurons_on_the_exact_solution():
