@@ -162,6 +162,8 @@ def test_select_survivors_keeps_the_best_per_configuration():
 
 
 def test_successive_halving_follows_lineage(make_config):
+    from dataclasses import replace
+
     from tmslab.experiments.privileged import successive_halving
 
     torch.set_num_threads(1)
@@ -175,6 +177,16 @@ def test_successive_halving_follows_lineage(make_config):
         losses = r0["eval_loss"][4 * c : 4 * c + 4]
         assert r1["origin"][2 * c : 2 * c + 2] == sorted(range(4), key=lambda i: losses[i])[:2]
     assert r2["origin"][0] in r1["origin"][:2] and r2["until_step"] == 60
+    # screening scores on its own samples, not the final evaluation's stream (which would bias the kept best low)
+    from tmslab.config import EVAL_SEED
+    from tmslab.experiments.privileged import SCREEN_SEED, screen_losses
+
+    assert (r0["eval_seed"], r1["eval_seed"], r2["eval_seed"]) == (SCREEN_SEED, SCREEN_SEED, EVAL_SEED)
+    final = [round(float(v), 8) for v in result.eval_loss]
+    assert r2["eval_loss"] == final
+    one = replace(cfg, restarts=1)
+    torch.testing.assert_close(screen_losses(one, result.params, cfg.eval_samples, EVAL_SEED), result.eval_loss)
+    assert not torch.equal(screen_losses(one, result.params, cfg.eval_samples), result.eval_loss)
 
 
 def test_largest_secondary_weight_is_relative_to_its_neuron():

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from tmslab import metrics
-from tmslab.config import TrainConfig
+from tmslab.config import EVAL_SEED, TrainConfig
 from tmslab.experiments import register
 from tmslab.experiments.base import (
     Analysis,
@@ -49,6 +49,12 @@ QUICK_PLAN = [(16, 150), (4, 500), (1, 1_500)]
 EXHAUSTIVE_K, QUICK_EXHAUSTIVE_K = 16, 4
 #: Evaluation samples while screening (paired across restarts); the final round uses config.eval_samples.
 SCREEN_EVAL = 10_000
+#: Seed of the screening samples: not the final evaluation's (config.EVAL_SEED), so that the restarts kept are not
+#: chosen on the very samples that then score them (which biases the reported best loss low).
+SCREEN_SEED = EVAL_SEED + 7919
+#: §7.2 D13: the pruned best is "at or below" the exhaustive best up to this relative tie (both searches finding the
+#: same optimum is the expected outcome; float32 training of one optimum differs in the 5th–6th digit).
+TIE = 1e-4
 
 #: §7.1 D8: at equal compute the pruned best must reach ≤ this × the exhaustive best.
 EQUAL_COMPUTE_RATIO = 1.005
@@ -94,8 +100,11 @@ def sweep_round(config: TrainConfig, out: Path, progress: bool = False) -> tuple
     cores): (eval losses in TrainConfig instance order, a function gathering the weights of chosen instances)."""
     from tmslab.sweep import run_sweep
 
-    base = {k: v for k, v in config.to_dict().items()
-            if k not in ("density", "restarts", "seed", "record_every") and v is not None}
+    base = {
+        k: v
+        for k, v in config.to_dict().items()
+        if k not in ("density", "restarts", "seed", "record_every") and v is not None
+    }
     spec = {"base": base, "grid": {"density": list(config.density)}, "restarts": config.restarts, "seed": config.seed}
     df = run_sweep(spec, out, progress=progress)  # rows: grid point (density) outer, restart inner
 
@@ -112,12 +121,23 @@ def sweep_round(config: TrainConfig, out: Path, progress: bool = False) -> tuple
     return torch.tensor(df["eval_loss"].to_numpy()), gather
 
 
+def screen_losses(config: TrainConfig, params: dict[str, Tensor], n_samples: int, seed: int = SCREEN_SEED) -> Tensor:
+    """The paper's L of every instance of `params` (config's instance layout) on `n_samples` samples drawn with
+    `seed`, shared by a configuration's restarts (paired): the screening score of successive halving."""
+    from tmslab.training import build, evaluate
+
+    model, dist, importance = build(config)
+    model.load_state_dict({k: v.detach().float() for k, v in params.items()})
+    return evaluate(model, dist, importance, n_samples, seed=seed, restarts=config.restarts)
+
+
 def successive_halving(
     config: TrainConfig,
     plan: list[tuple[int, int]],
     screen_eval: int = SCREEN_EVAL,
     progress: bool = False,
     sweep_dir: Path | None = None,
+    screen_seed: int = SCREEN_SEED,
 ) -> tuple[Any, dict[str, Any]]:
     """Best-of-k by successive halving: (TrainResult of the last round's survivors, a record of every round).
 
@@ -125,7 +145,8 @@ def successive_halving(
     prefix of an exhaustive run with the same seed and a constant schedule) for plan[0][1] steps. Each later
     round keeps the lowest-eval-loss restarts of every configuration and continues them from their weights
     with a fresh AdamW state and fresh data (seed + round) up to the round's cumulative step count.
-    Screening rounds evaluate on `screen_eval` samples (paired across restarts); the last on config.eval_samples.
+    Screening rounds score on `screen_eval` samples drawn with `screen_seed` (paired across restarts; not the final
+    evaluation's stream); the last round on config.eval_samples, the run's own evaluation.
     With `sweep_dir`, round 0 — most of the work — runs through the sweep engine (`sweep_round`).
     """
     from tmslab.training import train
@@ -138,8 +159,13 @@ def successive_halving(
     done = 0
     for r, (alive, until) in enumerate(plan):
         last = r == len(plan) - 1
-        cfg = replace(config, restarts=alive, steps=until - done, seed=config.seed + 1009 * r,
-                      eval_samples=config.eval_samples if last else screen_eval)
+        cfg = replace(
+            config,
+            restarts=alive,
+            steps=until - done,
+            seed=config.seed + 1009 * r,
+            eval_samples=config.eval_samples if last else screen_eval,
+        )
         if r == 0:
             if sweep_dir is not None and not last:
                 eval_loss, gather = sweep_round(cfg, sweep_dir, progress)
@@ -154,11 +180,26 @@ def successive_halving(
             lineage = [lineage[i] for i in idx]
             result = train(cfg, progress=progress, desc=f"halving round {r} ({alive} restarts)", init_params=params)
             eval_loss, gather = result.eval_loss, lambda idx, res=result: {k: v[idx] for k, v in res.params.items()}
+        if not last:  # screen on other samples than the final evaluation's (SCREEN_SEED)
+            eval_loss = screen_losses(cfg, gather(list(range(cfg.n_instances))), screen_eval, screen_seed)
         done = until
-        rounds.append({"restarts": alive, "until_step": until, "eval_samples": cfg.eval_samples,
-                       "origin": list(lineage), "eval_loss": [round(float(v), 8) for v in eval_loss]})
-    record = {"plan": [list(p) for p in plan], "screen_eval": screen_eval, "base_config": config.to_dict(),
-              "rounds": rounds}
+        rounds.append(
+            {
+                "restarts": alive,
+                "until_step": until,
+                "eval_samples": cfg.eval_samples,
+                "eval_seed": EVAL_SEED if last else screen_seed,
+                "origin": list(lineage),
+                "eval_loss": [round(float(v), 8) for v in eval_loss],
+            }
+        )
+    record = {
+        "plan": [list(p) for p in plan],
+        "screen_eval": screen_eval,
+        "screen_seed": screen_seed,
+        "base_config": config.to_dict(),
+        "rounds": rounds,
+    }
     return result, record
 
 
@@ -167,9 +208,13 @@ def load_or_run_halving(
 ):
     """The saved successive-halving run at `path` if it was made from this config and plan, else run and save it."""
     sweep_dir = path.with_name(path.name + "-round0") if sweep else None
-    key = {"base_config": config.to_dict(), "plan": [list(p) for p in plan]}
-    return load_or_make(path, "successive_halving", key,
-                        lambda: successive_halving(config, plan, progress=progress, sweep_dir=sweep_dir))
+    key = {"base_config": config.to_dict(), "plan": [list(p) for p in plan], "screen_seed": SCREEN_SEED}
+    return load_or_make(
+        path,
+        "successive_halving",
+        key,
+        lambda: successive_halving(config, plan, progress=progress, sweep_dir=sweep_dir),
+    )
 
 
 # ---- structure of a privileged-basis model ----------------------------------------------------------------
@@ -213,8 +258,9 @@ def signature(W: Tensor) -> str:
 # ---- is the paper's code better here? ------------------------------------------------------------------
 
 
-def continuation_test(config: TrainConfig, density: float, found: dict[str, Tensor], code: dict[str, Tensor],
-                      steps: int) -> tuple[float, float, dict[str, Any]]:
+def continuation_test(
+    config: TrainConfig, density: float, found: dict[str, Tensor], code: dict[str, Tensor], steps: int
+) -> tuple[float, float, dict[str, Any]]:
     """Train two solutions on at `density` for `steps` more steps, evaluated on the same samples: the best one
     found there, and another code (e.g. the winner of a neighbouring density). Returns (loss of the found one,
     loss of the other, the other's structure after training) — whether that code beats what the search found."""
@@ -231,9 +277,17 @@ def continuation_test(config: TrainConfig, density: float, found: dict[str, Tens
 
 def _base(quick: bool, restarts: int = 1) -> TrainConfig:
     plan = QUICK_PLAN if quick else PLAN
-    return TrainConfig(model="hidden-relu", n_features=10, n_hidden=5, importance_decay=0.75,
-                       density=QUICK_DENSITIES if quick else DENSITIES, restarts=restarts, steps=plan[-1][1],
-                       eval_samples=20_000 if quick else 100_000, seed=100)
+    return TrainConfig(
+        model="hidden-relu",
+        n_features=10,
+        n_hidden=5,
+        importance_decay=0.75,
+        density=QUICK_DENSITIES if quick else DENSITIES,
+        restarts=restarts,
+        steps=plan[-1][1],
+        eval_samples=20_000 if quick else 100_000,
+        seed=100,
+    )
 
 
 def equal_compute_restarts(plan: list[tuple[int, int]]) -> int:
@@ -259,7 +313,9 @@ class Privileged(Experiment):
     quick_not_evaluated = (
         # 16 restarts pruned to one at 1,500 steps: neither the monosemantic nor the all-pairs code forms, and
         # pruning 16 cannot be compared with 4 exhaustive restarts meaningfully.
-        "monosemantic neurons over the learned features", "neurons per learned feature", "loss ratio per density",
+        "monosemantic neurons over the learned features",
+        "neurons per learned feature",
+        "loss ratio per density",
     )
     notes = (
         "Hidden-ReLU model x' = ReLU(Wᵀ ReLU(Wx) + b), I = 0.75^i, notebook recipe (AdamW 1e-3, batch 1024, 10k "
@@ -267,7 +323,9 @@ class Privileged(Experiment):
         f"evaluation loss: {PLAN[0][0]} restarts per density for {PLAN[0][1]} steps, then "
         + ", ".join(f"keep {k} → train to {s} steps" for k, s in PLAN[1:])
         + ", each round continuing the survivors' weights with a fresh AdamW state and fresh data "
-        f"(screening evaluations on {SCREEN_EVAL:,} samples shared by a density's restarts; the final one on 100,000). "
+        f"(screening evaluations on {SCREEN_EVAL:,} samples shared by a density's restarts, drawn with their own "
+        "seed — not from the final evaluation's stream, so the kept restarts are not scored on the samples that "
+        "chose them; the final one on 100,000). "
         f"A separate exhaustive run ({EXHAUSTIVE_K} restarts per density, all trained to {PLAN[-1][1]} steps) measures "
         "how many restarts reach the best structure, and pruning is re-run on those same seeds (its first round is "
         "the exhaustive runs' prefix; the same keep fractions, at least one survivor) to measure whether pruning "
@@ -292,7 +350,15 @@ class Privileged(Experiment):
         "its evidence; D8 — the pruning acceptance is the equal-compute comparison: the pruned best of 1000 within "
         f"{EQUAL_COMPUTE_RATIO} × the best of as many restarts trained to the end as the same instance-steps buy (115) "
         "at ≥ 8 of 11 densities, and below the exhaustive best of 16 at all 11; the same-seed ±1% comparison stays as "
-        "a superseded row. The pruning checks are sanity checks (our method, not a paper claim)."
+        "a superseded row. The pruning checks are sanity checks (our method, not a paper claim). §7.2 D13: 'below "
+        "the exhaustive best of 16' becomes 'at or below (relative tie within 1e-4)' — both searches finding the same "
+        "optimum is the expected outcome; the strict row stays as superseded. The all-pairs row requires all 10 "
+        "features learned besides 2 neurons per learned feature (the paper: 'each feature = a pair of neurons, the "
+        "densest code with 10 features'; the previous version judged the learned features only). The screening "
+        "seed changed after the last full measurement (2026-12-01): the numbers quoted above (equal compute 8 of 11, "
+        "held-out seeds) were measured with screening on the final evaluation's first 10,000 samples. Null model "
+        "(D20): a Xavier init has ‖W_i‖ ≈ 0.8, so all 10 features count as learned at every density — the "
+        "'5 → ≥ 8' row fails at its dense end, the monosemantic rows find no monosemantic neuron."
     )
 
     def runs(self, quick: bool) -> dict[str, TrainConfig]:
@@ -304,8 +370,10 @@ class Privileged(Experiment):
         plan = QUICK_PLAN if quick else PLAN
         c = _base(quick)
         rounds = " → ".join(f"{k} to step {s}" for k, s in plan)
-        return (f"pruned: hidden-relu n=10, m=5, {c.n_configs} densities, successive halving {rounds}, batch "
-                f"{c.batch_size}, eval on {c.eval_samples} samples; " + super().fidelity(quick))
+        return (
+            f"pruned: hidden-relu n=10, m=5, {c.n_configs} densities, successive halving {rounds}, batch "
+            f"{c.batch_size}, eval on {c.eval_samples} samples; " + super().fidelity(quick)
+        )
 
     def analyze(self, ctx: Context) -> Analysis:
         quick = ctx.quick
@@ -330,52 +398,96 @@ class Privileged(Experiment):
                 learned_f = metrics.feature_norms(Wc[None])[0] > metrics.LEARNED_NORM
                 sl = structure(Wc * learned_f)
                 ok = sl["monosemantic"] == 5 and sl["mono_top_features"] == [0, 1, 2, 3, 4]
-                checks.append(Check(f"density {d:g}: monosemantic neurons over the learned features, and which",
-                                    f"{sl['monosemantic']} mono; features {sl['mono_top_features']}",
-                                    "5 mono; features [0, 1, 2, 3, 4]", ok, SRC + "; §7.1 D6",
-                                    f"monosemantic = one learned feature above {NEURON_REL} × the neuron's largest "
-                                    f"|weight|; learned features: {torch.nonzero(learned_f).flatten().tolist()}"))
+                checks.append(
+                    Check(
+                        f"density {d:g}: monosemantic neurons over the learned features, and which",
+                        f"{sl['monosemantic']} mono; features {sl['mono_top_features']}",
+                        "5 mono; features [0, 1, 2, 3, 4]",
+                        ok,
+                        SRC + "; §7.1 D6",
+                        f"monosemantic = one learned feature above {NEURON_REL} × the neuron's largest "
+                        f"|weight|; learned features: {torch.nonzero(learned_f).flatten().tolist()}",
+                    )
+                )
                 ok_all = s["monosemantic"] == 5 and s["mono_top_features"] == [0, 1, 2, 3, 4]
                 k, f, rel = _largest_secondary(Wc)
-                checks.append(superseded(
-                    Check(f"density {d:g}: monosemantic neurons over all features (the spec's first reading)",
-                          f"{s['monosemantic']} mono; features {s['mono_top_features']}",
-                          "5 mono; features [0, 1, 2, 3, 4]", ok_all, SRC),
-                    f"§7.1 D6: weight on unlearned features is ignored — the largest second weight is {rel:.3f} × "
-                    f"(neuron {k}, feature {f}, whose ‖W_f‖ = {float(Wc[:, f].norm()):.2f})"))
+                checks.append(
+                    superseded(
+                        Check(
+                            f"density {d:g}: monosemantic neurons over all features (the spec's first reading)",
+                            f"{s['monosemantic']} mono; features {s['mono_top_features']}",
+                            "5 mono; features [0, 1, 2, 3, 4]",
+                            ok_all,
+                            SRC,
+                        ),
+                        f"§7.1 D6: weight on unlearned features is ignored — the largest second weight is {rel:.3f} × "
+                        f"(neuron {k}, feature {f}, whose ‖W_f‖ = {float(Wc[:, f].norm()):.2f})",
+                    )
+                )
         # Sparse: every learned feature on exactly two neurons. Where the best model is not that code, the
         # nearest sparser density's all-pairs winner is trained on at this density beside it: is the code
         # better here and only unfound, or is the found solution better?
         contrast = {}
         for c, (d, s) in enumerate(zip(dens, S, strict=True)):
-            pair_code = next((j for j in range(c + 1, len(dens))
-                              if S[j]["neurons_per_learned_feature"] == [2] * W.shape[-1]), None)
+            pair_code = next(
+                (j for j in range(c + 1, len(dens)) if S[j]["neurons_per_learned_feature"] == [2] * W.shape[-1]), None
+            )
             if d <= 0.04:
                 npf = s["neurons_per_learned_feature"]
-                ok = bool(npf) and all(v == 2 for v in npf)
-                note = (f"a feature uses a neuron where its positive weight > {FEATURE_REL} × its largest (A5); A5 "
-                        "found 2–3 at density 0.03 with best of 1000 at 5k steps")
+                n_feat = W.shape[-1]
+                # The paper's code at density ≤ 0.04 is "each feature = a pair of neurons (densest code with 10
+                # features)": every feature learned, not only the learned ones on pairs (a model that drops
+                # features but pairs the rest is another code).
+                ok = s["learned"] == n_feat and all(v == 2 for v in npf)
+                note = (
+                    f"a feature uses a neuron where its positive weight > {FEATURE_REL} × its largest (A5); all "
+                    f"{n_feat} features learned (‖W_i‖ > 0.5) is required too; A5 found 2–3 neurons per feature "
+                    "at density 0.03 with best of 1000 at 5k steps"
+                )
                 if not ok and pair_code is not None and not quick:
                     found = {k: v[best[c]] for k, v in pruned.params.items()}
                     code = {k: v[best[pair_code]] for k, v in pruned.params.items()}
                     lf, lc, sc = continuation_test(pruned.config, d, found, code, plan[-1][1])
-                    contrast[f"{d:g}"] = {"found_loss": lf, "pair_code_loss": lc, "pair_code_after": sc,
-                                          "pair_code_from_density": dens[pair_code]}
-                    note += (f". Both the best model and density {dens[pair_code]:g}'s all-pairs winner trained "
-                             f"{plan[-1][1]:,} more steps here: L = {lf:.6f} vs {lc:.6f} "
-                             f"({(lc / lf - 1) * 100:+.1f}%; after training the code has "
-                             f"{sc['learned']} learned features on {sc['neurons_per_learned_feature']} neurons)")
-                row = Check(f"density {d:g}: neurons per learned feature", npf, "all 2", ok, SRC, note)
+                    contrast[f"{d:g}"] = {
+                        "found_loss": lf,
+                        "pair_code_loss": lc,
+                        "pair_code_after": sc,
+                        "pair_code_from_density": dens[pair_code],
+                    }
+                    note += (
+                        f". Both the best model and density {dens[pair_code]:g}'s all-pairs winner trained "
+                        f"{plan[-1][1]:,} more steps here: L = {lf:.6f} vs {lc:.6f} "
+                        f"({(lc / lf - 1) * 100:+.1f}%; after training the code has "
+                        f"{sc['learned']} learned features on {sc['neurons_per_learned_feature']} neurons)"
+                    )
+                row = Check(
+                    f"density {d:g}: learned features, and neurons per learned feature",
+                    f"{s['learned']} learned; {npf}",
+                    f"{n_feat} learned; all 2",
+                    ok,
+                    SRC,
+                    note,
+                )
                 if d == 0.04:  # §7.1 D7: the all-pairs code is checked at 0.03, 0.04 is an observation
-                    row = superseded(row, "§7.1 D7: the all-pairs code is checked at density 0.03 (and 0.02); at "
-                                          "0.04 it is reported as an observation" + (note[note.index(". Both"):]
-                                                                                     if ". Both" in note else ""))
+                    row = superseded(
+                        row,
+                        "§7.1 D7: the all-pairs code is checked at density 0.03 (and 0.02); at "
+                        "0.04 it is reported as an observation"
+                        + (note[note.index(". Both") :] if ". Both" in note else ""),
+                    )
                 checks.append(row)
         learned = [s["learned"] for s in S]
         mono_dec = all(b >= a for a, b in zip(learned, learned[1:], strict=False))
-        checks.append(Check("learned features (‖W_i‖ > 0.5) from dense to sparse", learned,
-                            "non-decreasing, 5 → ≥ 8", mono_dec and learned[0] == 5 and learned[-1] >= 8, SRC,
-                            "integer counts of the best model per density; no tolerance"))
+        checks.append(
+            Check(
+                "learned features (‖W_i‖ > 0.5) from dense to sparse",
+                learned,
+                "non-decreasing, 5 → ≥ 8",
+                mono_dec and learned[0] == 5 and learned[-1] >= 8,
+                SRC,
+                "integer counts of the best model per density; no tolerance",
+            )
+        )
 
         # Pruning vs exhaustive training on the same seeds.
         eb, pb = exh.best_indices(), pruned_small.best_indices()
@@ -385,11 +497,17 @@ class Privileged(Experiment):
         for c, d in enumerate(dens):
             sig_e, sig_p = signature(We[eb[c]]), signature(Wp[pb[c]])
             sigs = [signature(We[c * k_small + r]) for r in range(k_small)]
-            comparison.append({
-                "density": d, "exhaustive_best": sig_e, "pruned_best": sig_p, "same_structure": sig_e == sig_p,
-                "exhaustive_loss": float(le[eb[c]]), "pruned_loss": float(lp[pb[c]]),
-                "restarts_reaching_best_structure": f"{sigs.count(sig_e)}/{k_small}",
-            })
+            comparison.append(
+                {
+                    "density": d,
+                    "exhaustive_best": sig_e,
+                    "pruned_best": sig_p,
+                    "same_structure": sig_e == sig_p,
+                    "exhaustive_loss": float(le[eb[c]]),
+                    "pruned_loss": float(lp[pb[c]]),
+                    "restarts_reaching_best_structure": f"{sigs.count(sig_e)}/{k_small}",
+                }
+            )
         same = sum(r["same_structure"] for r in comparison)
         close = sum(r["pruned_loss"] <= r["exhaustive_loss"] * 1.01 for r in comparison)
         # §7.1 D8: the pruning acceptance is the equal-compute comparison (the same evaluation samples per density).
@@ -401,50 +519,115 @@ class Privileged(Experiment):
         need = math.ceil(8 / 11 * len(dens))
         n_eq = sum(v <= EQUAL_COMPUTE_RATIO for v in eq_ratio)
         checks += [
-            Check(f"pruned best of {plan[0][0]} vs exhaustive best of {k_eq} at equal compute: densities with loss "
-                  f"ratio ≤ {EQUAL_COMPUTE_RATIO}", f"{n_eq} of {len(dens)}", f"≥ {need} of {len(dens)}", n_eq >= need,
-                  SRC + "; §7.1 D8", "our acceptance for the pruning method (not a paper claim); per-density ratios "
-                  f"{[round(v, 4) for v in eq_ratio]}", kind="sanity"),
-            Check(f"pruned best of {plan[0][0]} vs exhaustive best of {k_small}: loss ratio per density",
-                  [round(v, 4) for v in main_ratio], "all < 1 (pruning beats it)", all(v < 1 for v in main_ratio),
-                  SRC + "; §7.1 D8", "our acceptance for the pruning method (not a paper claim)", kind="sanity"),
+            Check(
+                f"pruned best of {plan[0][0]} vs exhaustive best of {k_eq} at equal compute: densities with loss "
+                f"ratio ≤ {EQUAL_COMPUTE_RATIO}",
+                f"{n_eq} of {len(dens)}",
+                f"≥ {need} of {len(dens)}",
+                n_eq >= need,
+                SRC + "; §7.1 D8",
+                "our acceptance for the pruning method (not a paper claim); per-density ratios "
+                f"{[round(v, 4) for v in eq_ratio]}",
+                kind="sanity",
+            ),
+            Check(
+                f"pruned best of {plan[0][0]} vs exhaustive best of {k_small}: loss ratio per density",
+                [round(v, 6) for v in main_ratio],
+                f"all ≤ 1 + {TIE:g} (at or below; a relative tie within {TIE:g})",
+                all(v <= 1 + TIE for v in main_ratio),
+                SRC + "; §7.1 D8, §7.2 D13",
+                "our acceptance for the pruning method (not a paper claim); §7.2 D13: both searches finding the same "
+                f"optimum is the expected outcome, so a tie within {TIE:g} (relative; float32 training of one "
+                "optimum differs in the 5th–6th digit) counts as at or below",
+                kind="sanity",
+            ),
             superseded(
-                at_least(f"densities where pruning {k_small} restarts finds the exhaustive best's loss (±1%)",
-                         close, math.ceil(0.8 * len(dens)), SRC, kind="sanity"),
+                Check(
+                    f"pruned best of {plan[0][0]} below the exhaustive best of {k_small} at every density",
+                    [round(v, 6) for v in main_ratio],
+                    "all < 1 (pruning beats it)",
+                    all(v < 1 for v in main_ratio),
+                    SRC + "; §7.1 D8",
+                    kind="sanity",
+                ),
+                "§7.2 D13: 'below' becomes 'at or below (relative tie within 1e-4)' — both searches finding "
+                "the same optimum is the expected outcome",
+            ),
+            superseded(
+                at_least(
+                    f"densities where pruning {k_small} restarts finds the exhaustive best's loss (±1%)",
+                    close,
+                    math.ceil(0.8 * len(dens)),
+                    SRC,
+                    kind="sanity",
+                ),
                 "§7.1 D8: replaced by the equal-compute comparison — early evaluation loss ranks restarts poorly at "
                 "this size (held-out seeds 200 and 300: 4 of 11 each, 9 of 11 without pruning; "
-                "benchmarks/bench_pruning.py)"),
+                "benchmarks/bench_pruning.py)",
+            ),
         ]
         # Reported, not judged (a table entry, not a check): the structure signature is sensitive to weights
         # near the thresholds.
-        tables_extra = {"densities_where_pruning_finds_the_exhaustive_structure": f"{same}/{len(dens)}",
-                        "equal_compute_loss_ratio": eq_ratio, "equal_compute_restarts": k_eq}
+        tables_extra = {
+            "densities_where_pruning_finds_the_exhaustive_structure": f"{same}/{len(dens)}",
+            "equal_compute_loss_ratio": eq_ratio,
+            "equal_compute_restarts": k_eq,
+        }
 
         reach = []
         for c, _ in enumerate(dens):
             sig = signature(W[best[c]])
             reach.append(f"{[signature(We[c * k_small + r]) for r in range(k_small)].count(sig)}/{k_small}")
 
-        titles = [f"density {d:g}: {s['monosemantic']} mono / {s['polysemantic']} poly" for d, s in zip(dens, S,
-                                                                                                          strict=True)]
+        titles = [
+            f"density {d:g}: {s['monosemantic']} mono / {s['polysemantic']} poly" for d, s in zip(dens, S, strict=True)
+        ]
         figs = [
-            figure("weights", "weight_matrix", W[best], titles, ncols=4,
-                   caption="Best (pruned) model per density: W (neurons × features), features in importance order."),
-            figure("neuron-stacks", "neuron_stack", W[best], titles, order="largest-feature", ncols=4,
-                   caption="Neuron stack plots: one column per neuron, a rectangle of height |W_kf| per feature "
-                           "(colour = importance rank, dark = most important), negative weights below the axis."),
-            figure("neuron-counts", "lines", dens,
-                   {"monosemantic neurons": [s["monosemantic"] for s in S],
+            figure(
+                "weights",
+                "weight_matrix",
+                W[best],
+                titles,
+                ncols=4,
+                caption="Best (pruned) model per density: W (neurons × features), features in importance order.",
+            ),
+            figure(
+                "neuron-stacks",
+                "neuron_stack",
+                W[best],
+                titles,
+                order="largest-feature",
+                ncols=4,
+                caption="Neuron stack plots: one column per neuron, a rectangle of height |W_kf| per feature "
+                "(colour = importance rank, dark = most important), negative weights below the axis.",
+            ),
+            figure(
+                "neuron-counts",
+                "lines",
+                dens,
+                {
+                    "monosemantic neurons": [s["monosemantic"] for s in S],
                     "polysemantic neurons": [s["polysemantic"] for s in S],
-                    "learned features": learned},
-                   xlabel="feature density 1−S", ylabel="count", log_x=True,
-                   caption="Mono/polysemantic neurons (§3 operational definition) and learned features per density."),
+                    "learned features": learned,
+                },
+                xlabel="feature density 1−S",
+                ylabel="count",
+                log_x=True,
+                caption="Mono/polysemantic neurons (§3 operational definition) and learned features per density.",
+            ),
         ]
         tables = {
-            "per_density": [{"density": d, **s, "signature": signature(W[best[c]]), "eval_loss": float(
-                pruned.eval_loss[best[c]]), "exhaustive_restarts_with_this_structure": reach[c],
-                "loss_vs_exhaustive_best": round(main_ratio[c], 5)} for c, (d, s) in enumerate(zip(dens, S,
-                                                                                                       strict=True))],
+            "per_density": [
+                {
+                    "density": d,
+                    **s,
+                    "signature": signature(W[best[c]]),
+                    "eval_loss": float(pruned.eval_loss[best[c]]),
+                    "exhaustive_restarts_with_this_structure": reach[c],
+                    "loss_vs_exhaustive_best": round(main_ratio[c], 5),
+                }
+                for c, (d, s) in enumerate(zip(dens, S, strict=True))
+            ],
             "pruning_vs_exhaustive": comparison,
             "pair_code_continuation": contrast,
             **tables_extra,
