@@ -19,8 +19,11 @@ def source():
     from tmslab.training import train
 
     torch.manual_seed(0)
-    run = train(TrainConfig(n_features=40, n_hidden=10, density=[0.05], lr=5e-3, steps=1500, batch_size=256,
-                            eval_samples=2048, seed=1))
+    run = train(
+        TrainConfig(
+            n_features=40, n_hidden=10, density=[0.05], lr=5e-3, steps=1500, batch_size=256, eval_samples=2048, seed=1
+        )
+    )
 
     class _Run:  # RunSource reads a run's config, W and path; a TrainResult has the first two
         config, path, W = run.config, "test", run.params["W"]
@@ -71,8 +74,9 @@ def test_batched_steps_match_saelens_steps(source, arch, sparsity):
     from tmslab.sae_batched import train_batched
 
     key = "l1" if arch == "standard" else "k"
-    settings = [SAESettings(arch=arch, ratio=2, samples=40 * 256, batch_size=256, lr=1e-3, **{key: v})
-                for v in sparsity]
+    settings = [
+        SAESettings(arch=arch, ratio=2, samples=40 * 256, batch_size=256, lr=1e-3, **{key: v}) for v in sparsity
+    ]
     batched = train_batched(source, settings)
     for s, b in zip(settings, batched, strict=True):
         ref = train_saelens(source, s)
@@ -88,8 +92,10 @@ def test_batched_training_matches_saelens_loss_and_mmcs_within_2_percent(source,
     from tmslab.sae_batched import train_batched
 
     key = "l1" if arch == "standard" else "k"
-    settings = [SAESettings(arch=arch, ratio=4, samples=1200 * 128, batch_size=128, lr=3e-3, eval_samples=8192,
-                            **{key: v}) for v in sparsity]
+    settings = [
+        SAESettings(arch=arch, ratio=4, samples=1200 * 128, batch_size=128, lr=3e-3, eval_samples=8192, **{key: v})
+        for v in sparsity
+    ]
     batched = train_batched(source, settings)
     x, _ = source.sample(8192, torch.Generator().manual_seed(99))
     for s, b in zip(settings, batched, strict=True):
@@ -100,12 +106,12 @@ def test_batched_training_matches_saelens_loss_and_mmcs_within_2_percent(source,
 
 
 def test_train_many_saves_saelens_format_and_mixes_architectures(source, tmp_path):
-    from tmslab.sae import load
+    from tmslab.sae import evaluate, load
     from tmslab.sae_batched import train_many
 
-    settings = [SAESettings(arch="standard", ratio=r, l1=0.01, samples=4096, batch_size=256, eval_samples=2048)
-                for r in (1, 2)] + [SAESettings(arch="batchtopk", ratio=1, k=2, samples=4096, batch_size=256,
-                                                eval_samples=2048)]
+    settings = [
+        SAESettings(arch="standard", ratio=r, l1=0.01, samples=4096, batch_size=256, eval_samples=2048) for r in (1, 2)
+    ] + [SAESettings(arch="batchtopk", ratio=1, k=2, samples=4096, batch_size=256, eval_samples=2048)]
     outs = [tmp_path / f"s{i}" for i in range(3)]
     results = train_many(source, settings, outs)
     assert [r.trainer for r in results] == ["tmslab-batched", "tmslab-batched", "saelens"]
@@ -115,11 +121,15 @@ def test_train_many_saves_saelens_format_and_mixes_architectures(source, tmp_pat
         # SAELens saves a BatchTopK SAE for inference as a JumpReLU SAE (its learned threshold).
         saved_as = {"batchtopk": "jumprelu"}.get(s.arch, s.arch)
         assert direct.cfg.d_sae == s.d_sae(source.n_true) and direct.cfg.architecture() == saved_as
-        if saved_as == s.arch:  # a converted BatchTopK thresholds per sample: not the same function
-            with torch.no_grad():
-                torch.testing.assert_close(direct.decode(direct.encode(x)), r.sae.decode(r.sae.encode(x)),
-                                           atol=1e-5, rtol=1e-4)
-        assert load(out)[1]["trainer"] == r.trainer and load(out)[1]["metrics"]["mmcs"] == r.metrics["mmcs"]
+        # The result's SAE is the saved one (the BatchTopK too, as its JumpReLU) and its metrics are the saved one's.
+        with torch.no_grad():
+            torch.testing.assert_close(
+                direct.decode(direct.encode(x)), r.sae.decode(r.sae.encode(x)), atol=1e-6, rtol=1e-5
+            )
+        assert r.sae.cfg.architecture() == saved_as
+        assert load(out)[1]["trainer"] == r.trainer and load(out)[1]["metrics"] == r.metrics
+        again = evaluate(direct, source, s.eval_samples)
+        assert again["l0"] == r.metrics["l0"] and again["mmcs"] == pytest.approx(r.metrics["mmcs"], abs=1e-6)
 
 
 def test_batched_refuses_other_architectures(source):

@@ -31,7 +31,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from tmslab.config import ConfigError, versions
+from tmslab.config import CIS_KINDS, ConfigError, versions
 
 Arch = Literal["standard", "topk", "batchtopk", "jumprelu", "matryoshka"]
 INSTALL_HINT = "SAELens is not installed; pip install 'tmslab[sae]'"
@@ -40,6 +40,10 @@ RECOVERED_COS = 0.9
 #: A run's feature is ground truth when the model learned it: ‖W_i‖ > 0.5 (paper §2.3, as in tmslab.metrics).
 LEARNED_NORM = 0.5
 METRICS_FILE = "tmslab_sae.json"
+#: SAELens's weights file in a saved SAE (sae_lens.constants.SAE_WEIGHTS_FILENAME).
+WEIGHTS_FILE = "sae_weights.safetensors"
+#: Seed of the fresh activations every SAE is scored on.
+EVAL_SEED = 12345
 
 
 class SAEExtraMissing(ConfigError):
@@ -148,8 +152,14 @@ class RunSource(Source):
         self.features = (W[:, self.learned] / norms[self.learned]).T.contiguous()
         self.scale = norms[self.learned]
         c = run.config
-        density = torch.tensor(c.config_density(instance // c.restarts), dtype=torch.float32)[None]
-        self.distribution = make_distribution(c.distribution, density, signed=c.model == "abs", set_size=c.set_size)
+        self.density = c.config_density(instance // c.restarts)  # per feature: a density law is a list
+        density = torch.tensor(self.density, dtype=torch.float32)[None]
+        # The run's own training distribution (tmslab.training.initial): signed values for the absolute-value
+        # and §6.7 models, active values U(0, value_max).
+        self.signed = c.model == "abs" or c.model in CIS_KINDS
+        self.distribution = make_distribution(
+            c.distribution, density, signed=self.signed, set_size=c.set_size, value_max=c.value_max
+        )
         # Hierarchy over input features (applied when sampling x); both ends must be learned features, and
         # `parents` (what absorption reads) is the same map in ground-truth row indices.
         self.input_parents = check_parents(parents or {}, c.n_features)
@@ -175,10 +185,34 @@ class RunSource(Source):
 
     def describe(self) -> dict[str, Any]:
         c = self.run.config
-        return {"kind": "run", "run": str(self.run.path), "instance": self.instance, "model": c.model,
-                "n_features": c.n_features, "n_hidden": c.n_hidden, "distribution": c.distribution,
-                "density": c.config_density(self.instance // c.restarts)[:1], "n_true": self.n_true,
-                "learned": self.learned.tolist(), "parents": {str(k): v for k, v in self.input_parents.items()}}
+        # Everything the activation stream depends on, so that a saved SAE is reused only for the same stream:
+        # every feature's density (a density law differs from a constant beyond its first value), the value
+        # range and sign, and a fingerprint of the weights (a retrained or re-initialised model at the same
+        # path is a different source).
+        return {
+            "kind": "run",
+            "run": str(self.run.path),
+            "instance": self.instance,
+            "model": c.model,
+            "n_features": c.n_features,
+            "n_hidden": c.n_hidden,
+            "distribution": c.distribution,
+            "density": self.density,
+            "value_max": c.value_max,
+            "signed": self.signed,
+            "set_size": c.set_size,
+            "weights": weights_fingerprint(self.W),
+            "n_true": self.n_true,
+            "learned": self.learned.tolist(),
+            "parents": {str(k): v for k, v in self.input_parents.items()},
+        }
+
+
+def weights_fingerprint(W: Tensor) -> str:
+    """sha256 (first 16 hex digits) of a weight matrix's float32 bytes: the identity of a model in a cache key."""
+    import hashlib
+
+    return hashlib.sha256(W.detach().float().contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
 class SharkeySource(Source):
@@ -188,8 +222,15 @@ class SharkeySource(Source):
     coefficients ~ U[0, 1]. The decay form (multiplication by decay**i) is Cunningham's; the post's is
     unverified."""
 
-    def __init__(self, n_true: int = 128, d_in: int = 64, mean_active: float = 5.0, decay: float = 0.99,
-                 seed: int = 0, parents: dict[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        n_true: int = 128,
+        d_in: int = 64,
+        mean_active: float = 5.0,
+        decay: float = 0.99,
+        seed: int = 0,
+        parents: dict[int, int] | None = None,
+    ) -> None:
         if n_true < 1 or d_in < 1:
             raise ConfigError(f"toy data needs n_true >= 1 and d_in >= 1, got {n_true}, {d_in}.")
         if not 0 < mean_active <= n_true:
@@ -218,8 +259,15 @@ class SharkeySource(Source):
         return coef @ self.features, coef
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "sharkey", "n_true": self.n, "d_in": self.d, "mean_active": self.mean_active,
-                "decay": self.decay, "seed": self.seed, "parents": {str(k): v for k, v in self.parents.items()}}
+        return {
+            "kind": "sharkey",
+            "n_true": self.n,
+            "d_in": self.d,
+            "mean_active": self.mean_active,
+            "decay": self.decay,
+            "seed": self.seed,
+            "parents": {str(k): v for k, v in self.parents.items()},
+        }
 
 
 # ---- metrics against the ground truth --------------------------------------------------------------
@@ -252,7 +300,7 @@ def ground_truth_metrics(
     encode: Encode,
     decode: Encode,
     n_samples: int = 65_536,
-    seed: int = 12345,
+    seed: int | None = None,
 ) -> dict[str, float]:
     """MMCS, mean correlation coefficient, fraction recovered (cos ≥ 0.9), dead latents, L0,
     normalised MSE and shrinkage of one SAE, on `n_samples` fresh activations of `source`.
@@ -262,7 +310,7 @@ def ground_truth_metrics(
     """
     cos = cosines(source.features, W_dec.float())
     best = cos.max(dim=1).values
-    x, _ = source.sample(n_samples, torch.Generator().manual_seed(seed))
+    x, _ = source.sample(n_samples, torch.Generator().manual_seed(EVAL_SEED if seed is None else seed))
     acts = torch.cat([encode(chunk) for chunk in x.split(8192)])
     recon = torch.cat([decode(chunk) for chunk in acts.split(8192)])
     on = acts > 0
@@ -307,8 +355,16 @@ def absorption(
         both, alone = p_on & c_on, p_on & ~c_on
         absorbed = float(off[both].float().mean()) if both.any() else float("nan")
         missed = float(off[alone].float().mean()) if alone.any() else float("nan")
-        pairs.append({"parent": parent, "child": child, "parent_latent": latent,
-                      "parent_cos": float(cos[parent, latent]), "absorbed": absorbed, "missed": missed})
+        pairs.append(
+            {
+                "parent": parent,
+                "child": child,
+                "parent_latent": latent,
+                "parent_cos": float(cos[parent, latent]),
+                "absorbed": absorbed,
+                "missed": missed,
+            }
+        )
     excess = [max(0.0, p["absorbed"] - p["missed"]) for p in pairs if math.isfinite(p["absorbed"] - p["missed"])]
     return {"absorption": float(sum(excess) / len(excess)) if excess else float("nan"), "pairs": pairs}
 
@@ -405,8 +461,12 @@ def train_saelens(source: Source, settings: SAESettings, progress: bool = False)
         # Evaluations and wandb off: the metrics against the ground truth are computed afterwards.
         logger=LoggingConfig(log_to_wandb=False, eval_every_n_wandb_logs=2**31 - 1),
     )
-    trainer = SAETrainer(cfg=cfg, sae=sae, data_provider=source.batches(settings.batch_size, settings.seed),
-                         save_checkpoint_fn=lambda path: None)
+    trainer = SAETrainer(
+        cfg=cfg,
+        sae=sae,
+        data_provider=source.batches(settings.batch_size, settings.seed),
+        save_checkpoint_fn=lambda path: None,
+    )
     module = sys.modules[SAETrainer.__module__]
     bar = module.tqdm
     # SAETrainer.fit always opens a tqdm bar; silence it unless asked for progress.
@@ -420,7 +480,8 @@ def train_saelens(source: Source, settings: SAESettings, progress: bool = False)
 
 @dataclass
 class SAEResult:
-    """A trained SAE (SAELens's inference SAE), its settings and its metrics against the ground truth."""
+    """A trained SAE (SAELens's inference SAE: what is saved), its settings and its metrics against the ground truth
+    (measured on that inference SAE)."""
 
     sae: Any
     settings: SAESettings
@@ -441,6 +502,35 @@ def evaluate(sae: Any, source: Source, eval_samples: int = 65_536) -> dict[str, 
         if source.parents:
             metrics["absorption"] = absorption(source, W_dec, sae.encode, eval_samples)
     return metrics
+
+
+def inference_sae(training: Any) -> Any:
+    """The SAELens inference SAE that `save` writes for a TrainingSAE: `save_inference_model` then
+    `SAE.load_from_disk`, through a temporary folder — so what is scored is exactly what is saved. BatchTopK and
+    matryoshka SAEs differ from their training form: the saved SAE is a JumpReLU whose threshold is the training
+    run's running estimate, whereas the training SAE keeps the top k·batch activations of whatever batch it sees."""
+    import tempfile
+
+    sl = require_saelens()
+    if not hasattr(training, "save_inference_model"):
+        return training  # already an inference SAE
+    with tempfile.TemporaryDirectory(prefix="tmslab-sae-") as tmp:
+        training.save_inference_model(tmp)
+        return sl.SAE.load_from_disk(tmp)
+
+
+def score(training: Any, source: Source, eval_samples: int = 65_536) -> tuple[Any, dict[str, Any]]:
+    """(inference SAE, its metrics) for a trained TrainingSAE. Where the inference architecture differs from the
+    training one (batchtopk, matryoshka → jumprelu) the training SAE's L0 on the same samples is recorded beside
+    it as `l0_training` (the two need not agree: the threshold is an estimate)."""
+    inference = inference_sae(training)
+    metrics = evaluate(inference, source, eval_samples)
+    if inference.cfg.architecture() != training.cfg.architecture():
+        with torch.no_grad():
+            x, _ = source.sample(eval_samples, torch.Generator().manual_seed(EVAL_SEED))
+            on = torch.cat([training.encode(chunk) > 0 for chunk in x.split(8192)])
+        metrics["l0_training"] = float(on.sum(dim=1).float().mean())
+    return inference, metrics
 
 
 def train(
@@ -464,8 +554,8 @@ def train(
     start = time.perf_counter()
     training = train_saelens(source, settings, progress=progress)
     seconds = time.perf_counter() - start
-    metrics = evaluate(training, source, settings.eval_samples)
-    result = SAEResult(training, settings, metrics, source.describe(), seconds)
+    inference, metrics = score(training, source, settings.eval_samples)
+    result = SAEResult(inference, settings, metrics, source.describe(), seconds)
     if out is not None:
         save(result, Path(out), force=force)
     return result
@@ -487,10 +577,16 @@ def save(result: SAEResult, out: Path, force: bool = False) -> Path:
             result.sae.save_inference_model(tmp)
         else:
             result.sae.save_model(tmp)
-        record = {"format": "tmslab-sae-1", "source": result.source, "settings": asdict(result.settings),
-                  "metrics": result.metrics, "train_seconds": result.train_seconds,
-                  "trainer": result.trainer,
-                  "versions": {**versions(), "sae_lens": require_saelens().__version__}}
+        record = {
+            "format": "tmslab-sae-1",
+            "source": result.source,
+            "settings": asdict(result.settings),
+            "metrics": result.metrics,
+            "weights_sha256": _file_sha256(tmp / WEIGHTS_FILE),
+            "train_seconds": result.train_seconds,
+            "trainer": result.trainer,
+            "versions": {**versions(), "sae_lens": require_saelens().__version__},
+        }
         atomic_write_json(tmp / METRICS_FILE, finite_json(record))
         replace_dir(tmp, out, "sae")
     except BaseException:
@@ -500,6 +596,24 @@ def save(result: SAEResult, out: Path, force: bool = False) -> Path:
     return out
 
 
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def saved_metrics(path: str | Path, source: Source) -> dict[str, Any]:
+    """The metrics of the SAE saved at `path`, of the weights on disk: the recorded ones when the weights file
+    is the one they were measured on (its sha256 is in the record), else scored again from the saved weights
+    (`evaluate`, the record's eval_samples) — so a replaced weights file (the null-model pass, D20) is never
+    reported with the metrics of the weights it replaced."""
+    path = Path(path)
+    sae, record = load(path)
+    if record.get("weights_sha256") == _file_sha256(path / WEIGHTS_FILE):
+        return record["metrics"]
+    return evaluate(sae, source, record["settings"]["eval_samples"])
+
+
 def load(path: str | Path) -> tuple[Any, dict[str, Any]]:
     """(SAELens SAE loaded with `SAE.load_from_disk`, tmslab record) of a directory written by `save`."""
     sl = require_saelens()
@@ -507,3 +621,33 @@ def load(path: str | Path) -> tuple[Any, dict[str, Any]]:
     if not (path / METRICS_FILE).exists():
         raise ConfigError(f"{path} holds no tmslab SAE ({METRICS_FILE} is missing).")
     return sl.SAE.load_from_disk(path), json.loads((path / METRICS_FILE).read_text())
+
+
+def reset_to_init(path: str | Path) -> None:
+    """Replace the weights of the SAE saved at `path` by its initialisation — the same settings and seed,
+    `training_sae`, in the saved (inference) form — keeping its record (paper-spec §7.2 D20: the null model of a
+    claim about SAE training is the untrained SAE). The record's metrics are left as written: an analysis that
+    reads them instead of scoring the saved weights is what the null-model pass is meant to expose."""
+    import shutil
+    import tempfile
+
+    path = Path(path)
+    record = json.loads((path / METRICS_FILE).read_text())
+    d_in = json.loads((path / "cfg.json").read_text())["d_in"]
+    init = training_sae(SAESettings(**record["settings"]), d_in, record["metrics"]["n_true"])
+    with tempfile.TemporaryDirectory(prefix="tmslab-sae-") as tmp:
+        init.save_inference_model(tmp)
+        shutil.copyfile(Path(tmp) / WEIGHTS_FILE, path / WEIGHTS_FILE)
+
+
+def reset_all_to_init(folder: str | Path) -> int:
+    """`reset_to_init` for every SAE saved under `folder` (at any depth); the number reset (0 without SAELens,
+    which could not have written any)."""
+    try:
+        require_saelens()
+    except SAEExtraMissing:
+        return 0
+    paths = sorted(p.parent for p in Path(folder).rglob(METRICS_FILE) if (p.parent / "cfg.json").exists())
+    for path in paths:
+        reset_to_init(path)
+    return len(paths)

@@ -37,7 +37,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from tmslab.config import ConfigError
-from tmslab.sae import SAEResult, SAESettings, Source, evaluate, require_saelens, save, training_sae
+from tmslab.sae import SAEResult, SAESettings, Source, require_saelens, save, score, training_sae
 
 BATCHED_ARCHS = ("standard", "topk")
 #: SAELens's SAETrainerConfig.dead_feature_window (steps without firing before a latent counts as dead).
@@ -132,8 +132,11 @@ def standard_grads(model: BatchedSAE, x: Float[Tensor, "batch d_in"]) -> Float[T
     norm = W_dec.norm(dim=-1)  # [K, d_sae]
     l1_grad = (model.l1[:, None] * norm / batch)[:, None]  # ∂(l1 term)/∂acts, [K, 1, d_sae]
     g_enc, g_dec = torch.zeros_like(W_enc), torch.zeros_like(W_dec)
-    pre_sum, out_sum, act_sum = W_dec.new_zeros(n_inst, d_sae), W_dec.new_zeros(n_inst, d_in), W_dec.new_zeros(
-        n_inst, d_sae)
+    pre_sum, out_sum, act_sum = (
+        W_dec.new_zeros(n_inst, d_sae),
+        W_dec.new_zeros(n_inst, d_in),
+        W_dec.new_zeros(n_inst, d_sae),
+    )
     sq = W_dec.new_zeros(n_inst)
     chunk = max(16, min(batch, CHUNK_ELEMENTS // (n_inst * d_sae)))
     for xc in x.split(chunk):
@@ -173,8 +176,9 @@ class _Group:
         self.settings, self.arch = list(settings), first.arch
         d_sae = first.d_sae(source.n_true)
         init = training_sae(first, source.d_in, source.n_true)  # SAELens's init; the same for every instance
-        self.model = BatchedSAE(first.arch, [init] * len(settings), [s.l1 for s in settings],
-                                [_k(s, d_sae) for s in settings])
+        self.model = BatchedSAE(
+            first.arch, [init] * len(settings), [s.l1 for s in settings], [_k(s, d_sae) for s in settings]
+        )
         m = self.model
         self.params = [m.W_enc, m.b_enc, m.W_dec, m.b_dec]
         self.opt = torch.optim.Adam(self.params, lr=first.lr, betas=(0.9, 0.999))
@@ -196,8 +200,9 @@ class _Group:
         out = []
         for i, s in enumerate(self.settings):
             sae = training_sae(s, source.d_in, source.n_true)
-            sae.load_state_dict({name: getattr(self.model, name)[i].detach().clone() for name in
-                                 ("W_enc", "b_enc", "W_dec", "b_dec")})
+            sae.load_state_dict(
+                {name: getattr(self.model, name)[i].detach().clone() for name in ("W_enc", "b_enc", "W_dec", "b_dec")}
+            )
             out.append(sae)
         return out
 
@@ -267,8 +272,8 @@ def train_many(
         saes = train_batched(source, [settings[i] for i in batched], progress)
         seconds = (time.perf_counter() - start) / len(batched)  # the lockstep run's time, shared equally
         for i, sae in zip(batched, saes, strict=True):
-            metrics = evaluate(sae, source, settings[i].eval_samples)
-            result = SAEResult(sae, settings[i], metrics, source.describe(), seconds, trainer="tmslab-batched")
+            inference, metrics = score(sae, source, settings[i].eval_samples)  # what is saved is what is scored
+            result = SAEResult(inference, settings[i], metrics, source.describe(), seconds, trainer="tmslab-batched")
             if outs[i] is not None:
                 save(result, Path(outs[i]), force=force)
             results[i] = result
