@@ -60,6 +60,10 @@ def reset_to_init(folder: Path) -> int:
                     history[name] = value.unsqueeze(0).expand_as(history[name]).contiguous()
             atomic_save_tensors(rdir / HISTORY, {k: torch.as_tensor(v) for k, v in history.items()})
         count += 1
+    # SAEs trained inside an analysis (sae-synthetic, sae-tms) are models too: back to their initialisation.
+    from tmslab.sae import reset_all_to_init
+
+    reset_all_to_init(folder)
     for name in _DERIVED:
         for path in folder.rglob(name):
             path.unlink()
