@@ -216,6 +216,7 @@ def test_cells_and_values() -> None:
     assert records.measured([0.123456, 2, "x"]) == "[0.1235, 2, x]"
     assert records.measured(list(range(10))) == "[0, 1, 2, 3, 4, 5, 6, 7, … (10 values)]"
     assert records.measured(True) == "yes" and records.measured(None) == "—"
+    assert records.measured({"0.03": 11, "0.001": 0.123456}) == "{0.03: 11, 0.001: 0.1235}"
     row = _check("x", "not evaluated", reason="needs full fidelity")
     assert records.status(row) == "not evaluated (needs full fidelity)"
 

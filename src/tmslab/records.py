@@ -147,6 +147,8 @@ def measured(value: Any) -> str:
         shown = ", ".join(measured(v) for v in value[:MAX_VALUES])
         more = f", … ({len(value)} values)" if len(value) > MAX_VALUES else ""
         return f"[{shown}{more}]"
+    if isinstance(value, dict):  # e.g. a count per density
+        return "{" + ", ".join(f"{k}: {measured(v)}" for k, v in value.items()) + "}"
     return str(value)
 
 
