@@ -26,6 +26,9 @@ Init = Literal["xavier", "xavier-notebook", "paper"]
 Engine = Literal["auto", "fast", "reference"]
 Device = Literal["cpu", "cuda"]
 
+#: The models the sparse path trains (the tied ones, tmslab.training.fast): `sparse=None` turns it on for them.
+SPARSE_KINDS = ("relu-output", "linear", "hidden-relu")
+
 #: Evaluation uses its own fixed seed so that every run is scored on the same samples.
 EVAL_SEED = 2022
 
@@ -265,10 +268,13 @@ class TrainConfig:
     """Apply a weight_decay γ ≥ 0 to b as well as W, as PyTorch's AdamW on all parameters (the notebook).
     False: W only, as §6.5's scaling recipe. Weight growth (γ < 0) always acts on W only."""
 
-    sparse: bool = False
+    sparse: bool | None = None
     """Fast engine: draw each batch in time ∝ its active features, skip inactive features in the encoder and
-    evaluate in the compiled engine on its own fixed-seed stream. Off by default so that existing results stay
-    bit-identical; worthwhile when few features are active per sample (mean density ≲ 0.05)."""
+    evaluate in the compiled engine on its own fixed-seed stream; worthwhile when few features are active per
+    sample (mean density ≲ 0.05). None (the default) is resolved when the configuration is built: True where a
+    density entry is a named law ("power:0.5", …; §6.5's large sparse models) and the sparse path implements the
+    configuration (`sparse_by_default`), else False. Numeric densities stay dense by default, so every result
+    recorded before (and every configuration saved with an explicit value) keeps its path bit for bit."""
 
     device: Device = "cpu"
     """cuda: train with the reference loop (plain PyTorch) on the GPU; evaluation runs on the CPU, so eval_loss is
@@ -367,6 +373,8 @@ class TrainConfig:
         _choice("device", self.device, Device)
         if self.device == "cuda" and self.engine == "fast":
             raise ConfigError("engine 'fast' runs on the CPU; use engine auto or reference with device cuda.")
+        if self.sparse is None:
+            self.sparse = self.sparse_by_default()
         for flag in ("decay_bias", "sparse"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(f"{flag} must be true or false, got {getattr(self, flag)!r}.")
@@ -464,6 +472,23 @@ class TrainConfig:
         if isinstance(d, str):
             return density_law(d, self.n_features, self.expected_active)
         return list(d) if isinstance(d, list) else [d] * self.n_features
+
+    def sparse_by_default(self) -> bool:
+        """What `sparse=None` means for this configuration: the sparse path wherever it trains a density law.
+
+        True iff some density entry is a named law (§6.5: "power:ALPHA", …) and the fast engine trains the
+        configuration sparsely: a tied model (relu-output, linear, hidden-relu), the independent distribution, fresh
+        samples (no finite dataset), on the CPU, engine auto or fast. Elsewhere — numeric densities, the reference
+        loop, CUDA, other models — the dense path, as before. (A sweep turns law names into per-feature lists before
+        it builds its configurations, so its specs say `sparse: true` themselves.)"""
+        return (
+            any(isinstance(d, str) for d in self.density)
+            and self.model in SPARSE_KINDS
+            and self.distribution == "independent"
+            and self.dataset_size == 0
+            and self.device == "cpu"
+            and self.engine != "reference"
+        )
 
     @property
     def finite(self) -> bool:
