@@ -326,7 +326,13 @@ def test_switching_off_is_only_a_4gon_family():
 
 def test_family_names():
     assert [T.family_name(*a) for a in [(6,), (5, 1), (4, 2), (4, 0, 1), (4, 2, 1), (4, 1, 3), (4, 2, 4)]] == [
-        "6", "5⁺", "4²⁺", "4⁻", "4²⁺⁻", "4⁺³⁻", "4²⁺⁴⁻"
+        "6",
+        "5⁺",
+        "4²⁺",
+        "4⁻",
+        "4²⁺⁻",
+        "4⁺³⁻",
+        "4²⁺⁴⁻",
     ]
     p = next(p for p in T.critical_points(6) if (p.k, p.plus, p.minus) == (4, 2, 1))
     assert p.label == "4²⁺⁻-gon" and p.to_dict()["name"] == "4²⁺⁻"

@@ -113,8 +113,16 @@ def _population_loss(model: nn.Module, batch: Any) -> tuple[Tensor, dict[str, Te
 
 
 def estimate_llc(
-    W: Tensor, b: Tensor, x: Tensor | None, lr: float, localization: float, chains: int = 4, draws: int = 400,
-    burnin: int = 200, seed: int = 0, nbeta: float | None = None,
+    W: Tensor,
+    b: Tensor,
+    x: Tensor | None,
+    lr: float,
+    localization: float,
+    chains: int = 4,
+    draws: int = 400,
+    burnin: int = 200,
+    seed: int = 0,
+    nbeta: float | None = None,
 ) -> LLCEstimate:
     """λ̂ at (W [2, c], b [c]) with devinterp's SGLD: λ̂ = nβ(E_w[L(w)] − L(w*)).
 
@@ -178,6 +186,86 @@ def calibrate(
 # ---- The Bayesian posterior as the number of samples grows (Chen et al. 2023 §5) ---------------------------------
 
 
+class EmpiricalOneHotLoss:
+    """The empirical loss L_n(w) = (1/n)·Σ_p ‖x_p − ReLU(WᵀW x_p + b)‖² of one-hot datasets, exactly, in O(c² log n)
+    per evaluation (paper-spec §7.2 D15: the paper's MCMC ran on data, not on the population loss).
+
+    `datasets` holds one dataset per posterior (replica): feature indices `idx` and magnitudes `t`, both [D, N],
+    with `sizes` [D] the number of points of each (the first sizes[d] entries of row d). A one-hot point x = t·e_i
+    makes output j equal ReLU(G_ji t + b_j), so the sum over the points of feature i of the squared error of output
+    j is Σ over the t where G_ji t + b_j > 0 of ((G_ji − e) t + b_j)² plus Σ over the others of e·t² (e = 1 on the
+    own output, else 0): per feature the t are sorted once, and the active set — one side of the root −b_j/G_ji —
+    is a prefix or suffix, whose Σ1, Σt, Σt² are prefix sums. The gradient is exact almost everywhere (the active
+    set changes only where a point's term is continuous). Calling it with `rows` [batch] evaluates theta [batch, 3c]
+    (W [2, c] then b [c], flattened) on dataset rows[i] — the cross terms a replica exchange between two datasets
+    needs.
+    """
+
+    def __init__(self, idx: Tensor, t: Tensor, sizes: Tensor, c: int) -> None:
+        D, N = idx.shape
+        self.c, self.sizes = c, sizes.to(torch.float64)
+        valid = torch.arange(N)[None, :] < sizes[:, None]
+        counts = torch.stack([((idx == i) & valid).sum(1) for i in range(c)], 1)  # [D, c]
+        M = int(counts.max()) if counts.numel() else 0
+        srt = torch.full((D, c, M), math.inf, dtype=torch.float64)
+        for i in range(c):
+            vals = torch.where((idx == i) & valid, t.double(), torch.full_like(t, math.inf, dtype=torch.float64))
+            srt[:, i] = vals.sort(1).values[:, :M]
+        finite = torch.isfinite(srt)
+        z = torch.zeros(D, c, 1, dtype=torch.float64)
+        zero = torch.zeros_like(srt)
+        # prefix[..., m] = Σ over the m smallest t of (1, t, t²): [D, c, M + 1, 3]
+        powers = torch.stack([finite.double(), torch.where(finite, srt, zero), torch.where(finite, srt**2, zero)], -1)
+        self.prefix = torch.cat([z[..., None].expand(D, c, 1, 3), powers.cumsum(2)], 2)
+        self.sorted = srt.contiguous()
+        self.total = self.prefix[:, :, -1]  # [D, c, 3]
+
+    @classmethod
+    def sample(cls, sizes: list[int] | Tensor, c: int, seeds: list[int], nested: bool = True) -> EmpiricalOneHotLoss:
+        """One dataset per seed and size, rows seed-major (row = seed_index·len(sizes) + size_index), each point drawn
+        like `one_hot_data` (feature uniform over c, magnitude U[0, 1]).
+
+        nested: each seed draws one stream of max(sizes) points and its dataset of size n is the stream's first n
+        points — a learner seeing more data. Every dataset is still n i.i.d. points, so the expected posterior at
+        each n is the same as with independent draws; what changes is that neighbouring n share their data, which
+        a replica exchange between them needs (their posteriors overlap). nested=False: an independent stream per
+        (seed, size), from generator seed·100,003 + size_index."""
+        sizes = torch.as_tensor(sizes, dtype=torch.long)
+        N = int(sizes.max())
+        idx, t = [], []
+        for seed in seeds:
+            for r in range(len(sizes)):
+                if nested and r > 0:
+                    idx.append(idx[-1])
+                    t.append(t[-1])
+                    continue
+                g = torch.Generator().manual_seed(seed if nested else seed * 100_003 + r)
+                idx.append(torch.randint(c, (N,), generator=g))
+                t.append(torch.rand(N, generator=g, dtype=torch.float64))
+        return cls(torch.stack(idx), torch.stack(t), sizes.repeat(len(seeds)), c)
+
+    def __call__(self, theta: Tensor, rows: Tensor) -> Tensor:
+        c = self.c
+        W, b = theta[:, : 2 * c].view(-1, 2, c), theta[:, 2 * c :]
+        G = W.transpose(1, 2) @ W  # [batch, j (output), i (active feature)]
+        beta = b[:, :, None].expand_as(G)
+        e = torch.eye(c, dtype=torch.float64)
+        safe = torch.where(G == 0, torch.ones_like(G), G)
+        root = (-beta / safe).detach()
+        srt = self.sorted[rows]  # [batch, i, M]
+        below = torch.searchsorted(srt, root.transpose(1, 2).contiguous()).transpose(1, 2)  # [batch, j, i]: #t < root
+        feature = torch.arange(c)[None, None, :]
+        at = self.prefix[rows[:, None, None], feature, below]  # [batch, j, i, 3]: Σ (1, t, t²) over t < root
+        tot = self.total[rows][:, None].expand(-1, c, -1, -1)  # [batch, j, i, 3]
+        pos, neg = (G > 0)[..., None], (G < 0)[..., None]
+        flat_on = ((G == 0) & (beta > 0))[..., None]
+        active = torch.where(pos, tot - at, torch.where(neg, at, torch.where(flat_on, tot, torch.zeros_like(tot))))
+        a = G - e
+        per = a**2 * active[..., 2] + 2 * a * beta * active[..., 1] + beta**2 * active[..., 0]
+        per = per + e * (tot[..., 2] - active[..., 2])
+        return per.sum((1, 2)) / self.sizes[rows]
+
+
 @dataclass
 class PosteriorDraws:
     """Draws of the posteriors p_n(w) ∝ φ(w)·exp(−n·L(w)) at every n of a ladder.
@@ -193,7 +281,7 @@ class PosteriorDraws:
 
 
 def replica_exchange(
-    loss: Callable[[Tensor], Tensor],
+    loss: Callable[..., Tensor],
     dim: int,
     ns: Tensor,
     ladders: int = 8,
@@ -202,24 +290,35 @@ def replica_exchange(
     thin: int = 80,
     prior_std: float = 1.0,
     seed: int = 0,
+    per_replica: bool = False,
+    init: Tensor | None = None,
 ) -> PosteriorDraws:
     """Sample p_n(w) ∝ N(w; 0, prior_std²)·exp(−n·L(w)) for every n in `ns` at once: one Metropolis-adjusted
     Langevin (MALA) chain per n, and after every step an exchange of the states of neighbouring n (alternately
-    the even and the odd pairs), accepted with probability min(1, exp((n_i − n_j)(L(w_i) − L(w_j)))) — parallel
-    tempering with n as the inverse temperature. The small-n posteriors are broad and cross between basins
-    freely; the exchanges carry those crossings up to large n, where a single chain would stay in the basin it
-    started in. Step sizes adapt towards 57% acceptance during burn-in, then stay fixed (the chain is then
-    exactly reversible for its target). `loss` maps [batch, dim] to [batch] and must be differentiable.
+    the even and the odd pairs) — parallel tempering with n as the inverse temperature. The small-n posteriors are
+    broad and cross between basins freely; the exchanges carry those crossings up to large n, where a single chain
+    would stay in the basin it started in. Step sizes adapt towards 57% acceptance during burn-in, then stay fixed
+    (the chain is then exactly reversible for its target).
+
+    `loss` maps theta [batch, dim] to [batch] and must be differentiable. With `per_replica`, it is
+    `loss(theta, rows)`: replica r = ladder·len(ns) + rung has its own loss (its own dataset, e.g.
+    `EmpiricalOneHotLoss`), and an exchange of states w_i, w_j is accepted with probability
+    min(1, exp(n_i L_i(w_i) + n_j L_j(w_j) − n_i L_i(w_j) − n_j L_j(w_i))) — for one shared L this is
+    exp((n_i − n_j)(L(w_i) − L(w_j))). `init` [ladders·rungs, dim]: the starting states (default: prior draws).
     """
     g = torch.Generator().manual_seed(seed)
     ns = ns.double()
     rungs = len(ns)
     n = ns.repeat(ladders)  # replica r = ladder·rungs + rung
     count = n.shape[0]
+    own = torch.arange(count)
+
+    def value(theta: Tensor, rows: Tensor) -> Tensor:
+        return loss(theta, rows) if per_replica else loss(theta)
 
     def loss_and_grad(theta: Tensor) -> tuple[Tensor, Tensor]:
         theta = theta.detach().requires_grad_(True)
-        L = loss(theta)
+        L = value(theta, own)
         (grad,) = torch.autograd.grad(L.sum(), theta)
         return L.detach(), grad
 
@@ -227,7 +326,7 @@ def replica_exchange(
         """−log p_n up to a constant, and its gradient: cheap given L and ∇L, which move with the state."""
         return n * L + 0.5 * (theta**2).sum(-1) / prior_std**2, n[:, None] * grad_L + theta / prior_std**2
 
-    theta = prior_std * torch.randn(count, dim, generator=g, dtype=torch.float64)
+    theta = prior_std * torch.randn(count, dim, generator=g, dtype=torch.float64) if init is None else init.double()
     L, grad_L = loss_and_grad(theta)
     E, grad = energy(theta, L, grad_L)
     eps = 0.2 / n  # the loss's curvature grows ∝ n; adapted below
@@ -252,12 +351,20 @@ def replica_exchange(
         i = (torch.arange(ladders)[:, None] * rungs + k).flatten()
         j = i + 1
         u = torch.rand(len(i), generator=g, dtype=torch.float64)
-        swap = u.log() < (n[i] - n[j]) * (L[i] - L[j])
+        if per_replica:
+            with torch.no_grad():
+                Lij, Lji = value(theta[j], i), value(theta[i], j)  # w_j under i's data, w_i under j's
+            log_ratio = n[i] * (L[i] - Lij) + n[j] * (L[j] - Lji)
+        else:
+            log_ratio = (n[i] - n[j]) * (L[i] - L[j])
+        swap = u.log() < log_ratio
         tries[k] += ladders
         swaps.index_add_(0, k.repeat(ladders), swap.double())
         order = torch.arange(count)
         order[i[swap]], order[j[swap]] = j[swap], i[swap]
         theta, L, grad_L = theta[order], L[order], grad_L[order]  # a state keeps its loss; its n changes
+        if per_replica and bool(swap.any()):
+            L, grad_L = loss_and_grad(theta)  # a state that moved now sees its new replica's data
         E, grad = energy(theta, L, grad_L)
         if step >= burnin and (step - burnin) % thin == thin - 1:
             kept.append(theta.view(ladders, rungs, dim).clone())
