@@ -21,7 +21,7 @@ TINY = ["--steps", "20", "--batch-size", "32", "--eval-samples", "512", "--quiet
         (["--density", "inf"], "finite"),
         (["--lr", "nan"], "lr"),
         (["--lr", "0"], "lr"),
-        (["--model", "mlp"], "model"),
+        (["--model", "transformer"], "model"),  # ("mlp" is a model kind since issue 29)
         (["--restarts", "0"], "restarts"),
         (["--importance", "1,2"], "importance"),
         (["--importance", "1,1,1,1,1", "--importance-decay", "0.9"], "not both"),

@@ -35,7 +35,7 @@ def test_instance_layout_restarts_innermost():
         (dict(density=[]), "density"),
         (dict(density=[[0.5, 0.5]]), "per-feature"),
         (dict(restarts=0), "restarts"),
-        (dict(model="mlp"), "model"),
+        (dict(model="transformer"), "model"),  # ("mlp" is a model kind since issue 29)
         (dict(lr=math.inf), "lr"),
         (dict(lr=-1.0), "lr"),
         (dict(importance=[1.0, 2.0]), "importance"),

@@ -411,7 +411,7 @@ def test_version_help_and_choices():
     assert code == 0
     assert "(0, 1]" in text and "--model <relu-output|linear|hidden-relu|abs|relu-output-id>" in text
     assert "<constant|linear|cosine|cosine-floor>" in text and "<auto|fast|reference>" in text
-    one_error_line(*tms("train", "--out", "x", "--model", "mlp")[::2], "'mlp' is not one of")
+    one_error_line(*tms("train", "--out", "x", "--model", "transformer")[::2], "'transformer' is not one of")
 
 
 def test_help_and_usage_errors_do_not_load_torch():

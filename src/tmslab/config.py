@@ -19,12 +19,21 @@ from typing import Any, Literal, get_args
 
 from tmslab.naming import canonical_keys, spelled
 
-ModelKind = Literal["relu-output", "linear", "hidden-relu", "abs", "relu-output-id"]
+ModelKind = Literal["relu-output", "linear", "hidden-relu", "abs", "relu-output-id", "resid-mlp", "mlp"]
 Distribution = Literal["independent", "correlated", "anticorrelated", "one-hot"]
 Schedule = Literal["constant", "linear", "cosine", "cosine-floor"]
 Init = Literal["xavier", "xavier-notebook", "paper"]
 Engine = Literal["auto", "fast", "reference"]
 Device = Literal["cpu", "cuda"]
+Activation = Literal["relu", "gelu"]
+Mixing = Literal["none", "embedding", "gaussian"]
+
+#: The computation-in-superposition kinds (paper-spec §6.7): residual MLP and the critique's MLP-only model.
+CIS_KINDS = ("resid-mlp", "mlp")
+
+#: Their own options, left out of `to_dict` while at these defaults, so that every configuration written before
+#: they existed (and every hash of one: zoo keys, sweep jobs) stays the same.
+CIS_DEFAULTS: dict[str, Any] = {"d_embed": 1000, "n_layers": 1, "act": "relu", "mixing": "none", "mixing_scale": 1.0}
 
 #: The models the sparse path trains (the tied ones, tmslab.training.fast): `sparse=None` turns it on for them.
 SPARSE_KINDS = ("relu-output", "linear", "hidden-relu")
@@ -170,7 +179,11 @@ class TrainConfig:
     """relu-output: x' = ReLU(WᵀWx + b); linear: x' = WᵀWx + b; hidden-relu: h = ReLU(Wx),
     x' = ReLU(Wᵀh + b); abs: untied h = ReLU(W1 x), y' = ReLU(W2 h + b) with target |x| (paper §2.10);
     relu-output-id: x' = ReLU(Wᵀ·Id·Wx + b) with a frozen m × m identity layer, the "-id" targets of
-    param-decomp (paper-spec §6.6); trained by the reference loop."""
+    param-decomp (paper-spec §6.6); trained by the reference loop. resid-mlp: Braun et al.'s residual MLP
+    (paper-spec §6.7): r = x W_E, r ← r + W_out act(W_in r) per layer, out = r W_Eᵀ, with a frozen random
+    embedding of unit rows, labels x + act(x); mlp: the critique's act(x W_in) W_out with labels
+    act(x) + mixing_scale·x M. Both: values U(−value_max, value_max), no biases, nn.Linear's default init
+    (whatever `init` says), squared error over outputs, the reference loop (tmslab.cis)."""
 
     n_features: int = 5
     """Number of input features n."""
@@ -294,6 +307,23 @@ class TrainConfig:
     training learns features one at a time, sitting at a dimensionality level between sudden jumps
     (energy-jumps, paper-spec §2.7)."""
 
+    d_embed: int = 1000
+    """resid-mlp: width of the residual stream (paper-spec §6.7: 1000); mlp with mixing "embedding": the width
+    of the random embedding whose mixing matrix I − W_E W_Eᵀ enters the labels."""
+
+    n_layers: int = 1
+    """resid-mlp: residual MLP blocks of n_hidden (= d_mlp) neurons each."""
+
+    act: Activation = "relu"
+    """resid-mlp / mlp: the neurons' activation, also the one in the labels (param-decomp's act_fn_name)."""
+
+    mixing: Mixing = "none"
+    """mlp: the mixing matrix M of the labels act(x) + mixing_scale·x M: "embedding" M = I − W_E W_Eᵀ (W_E drawn
+    as resid-mlp's for the same seed), "gaussian" a symmetric matrix of N(0, 1) entries, "none" labels act(x)."""
+
+    mixing_scale: float = 1.0
+    """mlp: σ, the factor on M in the labels (paper-spec §6.7's σ sweep)."""
+
     def __post_init__(self) -> None:
         _choice("model", self.model, ModelKind)
         _choice("distribution", self.distribution, Distribution)
@@ -337,6 +367,35 @@ class TrainConfig:
         self._validate_shift()
         self._validate_scaling_options()
         self._validate_dataset()
+        self._validate_cis()
+
+    def _validate_cis(self) -> None:
+        """The options of the computation-in-superposition kinds (paper-spec §6.7) and what they do not support."""
+        _positive_int("d_embed", self.d_embed)
+        _positive_int("n_layers", self.n_layers)
+        _choice("act", self.act, Activation)
+        _choice("mixing", self.mixing, Mixing)
+        self.mixing_scale = _finite("mixing_scale", self.mixing_scale)
+        if self.model not in CIS_KINDS:
+            changed = [k for k, v in CIS_DEFAULTS.items() if getattr(self, k) != v]
+            if changed:
+                raise ConfigError(f"{changed[0]} applies to the resid-mlp and mlp models only, not {self.model!r}.")
+            return
+        if self.model == "resid-mlp" and self.mixing != "none":
+            raise ConfigError("mixing applies to the mlp model; resid-mlp labels are x + act(x) (its embedding mixes).")
+        if self.model == "mlp" and self.n_layers != 1:
+            raise ConfigError(f"the mlp model has one layer, got n_layers {self.n_layers}.")
+        unsupported = {
+            "distribution": (self.distribution, "independent"), "hidden_l1": (self.hidden_l1, 0.0),
+            "sparse": (self.sparse, False), "init_scale": (self.init_scale, 1.0), "lr_b": (self.lr_b, None),
+        }  # fmt: skip
+        for name, (value, allowed) in unsupported.items():
+            if value != allowed:
+                raise ConfigError(f"{spelled(name)} must be {allowed!r} for the {self.model} model, got {value!r}.")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight growth (weight_decay < 0) needs a tied model, not {self.model}.")
+        if self.engine == "fast":
+            raise ConfigError(f"engine 'fast' does not implement the {self.model} model; use engine auto or reference.")
 
     def _validate_shift(self) -> None:
         """off_features and eval_density (distribution-shift targets, paper-spec §6.6)."""
@@ -505,7 +564,8 @@ class TrainConfig:
     # ---- JSON round trip ----------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields as JSON values; the resid-mlp / mlp options only where they differ from their defaults."""
+        return {k: v for k, v in asdict(self).items() if k not in CIS_DEFAULTS or v != CIS_DEFAULTS[k]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:

@@ -51,13 +51,14 @@ ScheduleForm = Literal["legacy", "object"]
 
 SIDECAR = "tmslab.json"
 PD_WEIGHTS, PD_CONFIG = "tms.pth", "tms_train_config.yaml"
+RM_WEIGHTS, RM_CONFIG, RM_COEFFS = "resid_mlp.pth", "resid_mlp_train_config.yaml", "label_coeffs.json"
 DI_WEIGHTS, DI_CONFIG = "toy_autoencoder.pth", "toy_autoencoder.json"
 TL_WEIGHTS, TL_CONFIG = "hooked_toy_model.safetensors", "hooked_toy_model.json"
 
 #: Model kinds each format can hold. param-decomp's TMSModel is ReLU(linear2(hidden_layers(linear1 x))) with
 #: tied weights; devinterp's ToyAutoencoder is nonlinearity(unembedding(embedding x)) with tied weights.
 SUPPORTED: dict[str, tuple[str, ...]] = {
-    "param-decomp": ("relu-output", "relu-output-id"),
+    "param-decomp": ("relu-output", "relu-output-id", "resid-mlp"),
     "devinterp": ("relu-output", "linear"),
     "transformer-lens": ("relu-output", "linear", "hidden-relu", "abs", "relu-output-id"),
 }
@@ -175,6 +176,67 @@ def param_decomp_files(params: dict[str, Tensor], config: TrainConfig, form: Sch
     return {PD_WEIGHTS: _torch_bytes(state), PD_CONFIG: _yaml_bytes(train_config)}
 
 
+#: The fields of param-decomp's ResidMLPTrainConfig and ResidMLPModelConfig (spd/experiments/resid_mlp/configs.py;
+#: pydantic with extra keys forbidden): an export writes exactly these, an import refuses any other.
+RM_FIELDS = (
+    "wandb_project", "seed", "resid_mlp_model_config", "label_fn_seed", "label_type", "loss_type",
+    "use_trivial_label_coeffs", "feature_probability", "synced_inputs", "importance_val", "data_generation_type",
+    "batch_size", "steps", "print_freq", "lr_schedule", "fixed_random_embedding", "fixed_identity_embedding",
+    "n_batches_final_losses",
+)  # fmt: skip
+RM_MODEL_FIELDS = ("n_features", "d_embed", "d_mlp", "n_layers", "act_fn_name", "in_bias", "out_bias")
+
+
+def _resid_schedule(config: TrainConfig) -> dict[str, Any]:
+    """tmslab's schedule as param-decomp's ScheduleConfig (their get_scheduled_value): cosine-floor with floor f is
+    their half cosine to final_val_frac f (progress t/(T−1) there, t/T here); tmslab's quarter cosine and linear end
+    at 0."""
+    fn = {"cosine-floor": "cosine", "cosine": "cosine", "linear": "linear", "constant": "constant"}[config.schedule]
+    final = {"cosine-floor": config.lr_floor, "constant": 1.0}.get(config.schedule, 0.0)
+    return {"start_val": config.lr, "warmup_pct": config.warmup_steps / config.steps, "final_val_frac": final,
+            "fn_type": fn}  # fmt: skip
+
+
+def resid_mlp_files(params: dict[str, Tensor], config: TrainConfig) -> dict[str, bytes]:
+    """resid_mlp.pth, resid_mlp_train_config.yaml and label_coeffs.json for one resid-mlp instance (paper-spec §6.7):
+    the state dict of param-decomp's ResidMLP (W_E [n, d_embed], W_U = W_Eᵀ, layers.{i}.mlp_in.weight [d_mlp,
+    d_embed], layers.{i}.mlp_out.weight [d_embed, d_mlp]), their train config with exactly their fields, and the
+    label coefficients (all 1: labels x + act(x))."""
+    uniform = all(v == 1 for v in config.config_importance(0))
+    if not uniform or config.value_max != 1.0 or config.off_features:
+        raise InteropError("param-decomp's resid-mlp data has importance 1, values U(−1, 1) and every feature on; "
+                           "this model differs (importance, value_max or off_features).")  # fmt: skip
+    state: dict[str, Tensor] = {"W_E": params["W_E"], "W_U": params["W_E"].T}
+    for i in range(config.n_layers):
+        state[f"layers.{i}.mlp_in.weight"] = params["W_in"][i]
+        state[f"layers.{i}.mlp_out.weight"] = params["W_out"][i]
+    train_config = {
+        "wandb_project": None,
+        "seed": config.seed,
+        "resid_mlp_model_config": {
+            "n_features": config.n_features, "d_embed": config.d_embed, "d_mlp": config.n_hidden,
+            "n_layers": config.n_layers, "act_fn_name": config.act, "in_bias": False, "out_bias": False,
+        },
+        "label_fn_seed": 0,
+        "label_type": "act_plus_resid",
+        "loss_type": "readoff",
+        "use_trivial_label_coeffs": True,
+        "feature_probability": _feature_probability(config),
+        "synced_inputs": None,
+        "importance_val": 1.0,
+        "data_generation_type": "at_least_zero_active",
+        "batch_size": config.batch_size,
+        "steps": config.steps,
+        "print_freq": 100,
+        "lr_schedule": _resid_schedule(config),
+        "fixed_random_embedding": True,
+        "fixed_identity_embedding": False,
+        "n_batches_final_losses": 10,
+    }  # fmt: skip
+    coeffs = (json.dumps([1.0] * config.n_features) + "\n").encode()
+    return {RM_WEIGHTS: _torch_bytes(state), RM_CONFIG: _yaml_bytes(train_config), RM_COEFFS: coeffs}
+
+
 def devinterp_files(params: dict[str, Tensor], config: TrainConfig) -> dict[str, bytes]:
     """toy_autoencoder.pth and toy_autoencoder.json for one instance."""
     W, b = params["W"], params["b"]
@@ -214,7 +276,9 @@ def export_run(
         params = {name: v[k] for name, v in run.params.items()}
     else:
         sub_config, params = config, run.params
-    if to == "param-decomp":
+    if to == "param-decomp" and config.model == "resid-mlp":
+        files = resid_mlp_files(params, sub_config)
+    elif to == "param-decomp":
         files = param_decomp_files(params, sub_config, schedule_form)
     elif to == "devinterp":
         files = devinterp_files(params, sub_config)
@@ -260,11 +324,13 @@ def detect_format(src: Path) -> str:
     """Which format directory `src` holds, from the files in it."""
     if not src.is_dir():
         raise InteropError(f"{src} is not a directory; give a directory written by `tms export` or the other tool.")
-    for fmt, name in (("param-decomp", PD_WEIGHTS), ("devinterp", DI_WEIGHTS), ("transformer-lens", TL_WEIGHTS)):
+    pairs = (("param-decomp", PD_WEIGHTS), ("param-decomp", RM_WEIGHTS), ("devinterp", DI_WEIGHTS),
+             ("transformer-lens", TL_WEIGHTS))  # fmt: skip
+    for fmt, name in pairs:
         if (src / name).exists():
             return fmt
-    raise InteropError(f"{src} holds none of {PD_WEIGHTS} (param-decomp), {DI_WEIGHTS} (devinterp), {TL_WEIGHTS} "
-                       "(transformer-lens).")
+    raise InteropError(f"{src} holds none of {PD_WEIGHTS} or {RM_WEIGHTS} (param-decomp), {DI_WEIGHTS} (devinterp), "
+                       f"{TL_WEIGHTS} (transformer-lens).")
 
 
 def _load_pth(path: Path) -> dict[str, Tensor]:
@@ -334,6 +400,8 @@ def _pd_lr(path: Path, data: dict[str, Any]) -> dict[str, Any]:
 
 def read_param_decomp(src: Path) -> tuple[dict[str, Tensor], TrainConfig, dict[str, Any]]:
     """(params with an instances dimension of 1, mapped configuration, their config) from a param-decomp dir."""
+    if (src / RM_WEIGHTS).exists() and not (src / PD_WEIGHTS).exists():
+        return read_resid_mlp(src)
     ypath, wpath = src / PD_CONFIG, src / PD_WEIGHTS
     data = _read_yaml(ypath)
     mc = data["tms_model_config"]
@@ -375,6 +443,100 @@ def read_param_decomp(src: Path) -> tuple[dict[str, Tensor], TrainConfig, dict[s
     except ConfigError as e:
         raise InteropError(f"{ypath}: {e}") from None
     return {"W": W[None], "b": state["linear2.bias"][None]}, config, data
+
+
+def _resid_lr(path: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """tmslab lr, schedule, floor and warm-up from param-decomp's ScheduleConfig (or the older lr fields, which
+    their loader migrates: cosine then ends at 0, constant at 1)."""
+    sched = data.get("lr_schedule")
+    if "lr" in data:
+        fn = sched if isinstance(sched, str) else "constant"
+        sched = {"start_val": data["lr"], "fn_type": fn, "warmup_pct": data.get("lr_warmup_pct", 0.0),
+                 "final_val_frac": 0.0 if fn == "cosine" else 1.0}  # fmt: skip
+    if not isinstance(sched, dict):
+        raise InteropError(f"{path} has neither lr nor an lr_schedule mapping.")
+    lr, fn = sched.get("start_val"), sched.get("fn_type", "constant")
+    warmup, final = sched.get("warmup_pct", 0.0), sched.get("final_val_frac", 1.0)
+    if isinstance(lr, str):  # YAML 1.1 reads 3e-3 as a string
+        try:
+            lr = float(lr)
+        except ValueError:
+            pass
+    for name, v in (("start_val", lr), ("warmup_pct", warmup), ("final_val_frac", final)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise InteropError(f"{path}: lr_schedule.{name} must be a number, got {v!r}.")
+    steps = data.get("steps", 0)
+    out: dict[str, Any] = {"lr": float(lr), "warmup_steps": int(round(float(warmup) * steps))}
+    if fn == "cosine" and 0 <= final <= 1:
+        return {**out, "schedule": "cosine-floor", "lr_floor": float(final)}
+    if fn == "linear" and final == 0:
+        return {**out, "schedule": "linear"}
+    if fn == "constant" and final == 1:
+        return {**out, "schedule": "constant"}
+    raise InteropError(f"{path}: lr_schedule {fn} with final_val_frac {final!r} has no tmslab schedule "
+                       "(cosine with final_val_frac in [0, 1], linear to 0, constant).")  # fmt: skip
+
+
+def read_resid_mlp(src: Path) -> tuple[dict[str, Tensor], TrainConfig, dict[str, Any]]:
+    """(params with an instances dimension of 1, mapped configuration, their config) from param-decomp's resid_mlp
+    checkpoint folder (paper-spec §6.7): weights via torch.load(weights_only=True), keys and shapes validated,
+    W_U = W_Eᵀ exactly, no biases, labels act(x) + x with unit coefficients."""
+    ypath, wpath, cpath = src / RM_CONFIG, src / RM_WEIGHTS, src / RM_COEFFS
+    data = _read_mapping(ypath, f"param-decomp keeps it beside {RM_WEIGHTS}", yaml_format=True)
+    extra = sorted(set(data) - set(RM_FIELDS))
+    if extra:
+        raise InteropError(f"{ypath}: unknown key {extra[0]!r} (param-decomp's ResidMLPTrainConfig forbids it).")
+    mc = data.get("resid_mlp_model_config")
+    if not isinstance(mc, dict):
+        raise InteropError(f"{ypath} has no resid_mlp_model_config mapping; is it a resid_mlp_train_config.yaml?")
+    n, d, m, layers = (_positive(ypath, k, mc.get(k)) for k in ("n_features", "d_embed", "d_mlp", "n_layers"))
+    act = mc.get("act_fn_name")
+    if act not in ("relu", "gelu"):
+        raise InteropError(f"{ypath}: act_fn_name must be relu or gelu, got {act!r}.")
+    if mc.get("in_bias") or mc.get("out_bias"):
+        raise InteropError(f"{ypath}: in_bias / out_bias are set; tmslab's resid-mlp has no biases.")
+    checks = {"label_type": "act_plus_resid", "loss_type": "readoff", "fixed_random_embedding": True,
+              "data_generation_type": "at_least_zero_active"}  # fmt: skip
+    for key, want in checks.items():
+        if data.get(key, want) != want:
+            raise InteropError(f"{ypath}: {key} must be {want!r} for tmslab's resid-mlp, got {data.get(key)!r}.")
+    if data.get("fixed_identity_embedding") or data.get("synced_inputs"):
+        raise InteropError(f"{ypath}: an identity embedding or synced_inputs have no tmslab equivalent.")
+    if data.get("importance_val") not in (None, 1, 1.0):
+        raise InteropError(f"{ypath}: importance_val must be 1 (or null), got {data.get('importance_val')!r}.")
+    try:
+        coeffs = json.loads(cpath.read_text())
+    except FileNotFoundError:
+        raise InteropError(f"{cpath} is missing (param-decomp's loader reads the label coefficients).") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InteropError(f"{cpath} is not valid JSON ({e.__class__.__name__}).") from None
+    if not isinstance(coeffs, list) or len(coeffs) != n or any(c != 1 for c in coeffs):
+        raise InteropError(f"{cpath} must list {n} ones (tmslab's labels are x + act(x) with unit coefficients).")
+    shapes: dict[str, tuple[int, ...]] = {"W_E": (n, d), "W_U": (d, n)}
+    for i in range(layers):
+        shapes[f"layers.{i}.mlp_in.weight"] = (m, d)
+        shapes[f"layers.{i}.mlp_out.weight"] = (d, m)
+    state = _check_keys(wpath, _load_pth(wpath), shapes)
+    if not torch.equal(state["W_U"], state["W_E"].T):
+        raise InteropError(f"{wpath}: W_U is not W_Eᵀ; tmslab's resid-mlp ties them (fixed random embedding).")
+    p = data.get("feature_probability")
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1:
+        raise InteropError(f"{ypath}: feature_probability must be in (0, 1], got {p!r}.")
+    try:
+        config = TrainConfig(
+            model="resid-mlp", n_features=n, n_hidden=m, d_embed=d, n_layers=layers, act=act, density=[float(p)],
+            steps=_positive(ypath, "steps", data.get("steps")),
+            batch_size=_positive(ypath, "batch_size", data.get("batch_size")),
+            seed=data.get("seed", 0), **_resid_lr(ypath, data),
+        )  # fmt: skip
+    except ConfigError as e:
+        raise InteropError(f"{ypath}: {e}") from None
+    params = {
+        "W_E": state["W_E"][None],
+        "W_in": torch.stack([state[f"layers.{i}.mlp_in.weight"] for i in range(layers)])[None],
+        "W_out": torch.stack([state[f"layers.{i}.mlp_out.weight"] for i in range(layers)])[None],
+    }
+    return params, config, data
 
 
 def read_devinterp(src: Path) -> tuple[dict[str, Tensor], TrainConfig, dict[str, Any]]:

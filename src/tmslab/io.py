@@ -425,13 +425,16 @@ class Run:
 
     @property
     def model(self) -> ToyModel:
-        from tmslab.models import ToyModel
+        from tmslab.models import model_from_params
 
-        return ToyModel.from_params(self.config.model, self.params)
+        return model_from_params(self.config, self.params)
 
     @property
     def W(self) -> Tensor:
-        return self.params["W1"] if self.config.model == "abs" else self.params["W"]
+        """Feature directions in the (first) hidden layer [instances, hidden, features] (models.encoder)."""
+        from tmslab.models import encoder
+
+        return encoder(self.config.model, self.params)
 
     @property
     def b(self) -> Tensor:
@@ -499,15 +502,16 @@ def load_run(path: str | os.PathLike[str]) -> Run:
         params = load_file(weights)
     except (SafetensorError, OSError, RuntimeError, ValueError) as e:
         raise RunFormatError(f"{weights} is corrupted or truncated: {str(e).splitlines()[0]}") from None
-    expected = {"W1", "W2", "b"} if config.model == "abs" else {"W", "b"}
-    if set(params) != expected:
-        raise RunFormatError(f"{weights} holds tensors {sorted(params)}, expected {sorted(expected)}.")
-    enc = params["W1"] if config.model == "abs" else params["W"]
-    if tuple(enc.shape) != (config.n_instances, config.n_hidden, config.n_features):
-        raise RunFormatError(
-            f"{weights}: weight shape {tuple(enc.shape)} does not match the configuration "
-            f"({config.n_instances}, {config.n_hidden}, {config.n_features})."
-        )
+    from tmslab.models import param_shapes
+
+    shapes = param_shapes(config)
+    if set(params) != set(shapes):
+        raise RunFormatError(f"{weights} holds tensors {sorted(params)}, expected {sorted(shapes)}.")
+    for name, shape in shapes.items():  # the encoder first: its message names the three sizes users know
+        if tuple(params[name].shape) != shape and (name in ("W", "W1") or config.model in ("resid-mlp", "mlp")):
+            raise RunFormatError(
+                f"{weights}: weight {name} shape {tuple(params[name].shape)} does not match the configuration {shape}."
+            )
     history = {}
     if (path / HISTORY).exists():
         try:

@@ -24,7 +24,7 @@ _children: dict[str, subprocess.Popen] = {}
 
 def kernels(config: Any) -> list[str]:
     """The compiled kernels a run of `config` (a TrainConfig) will call, if it runs on the fast engine."""
-    if config.engine == "reference" or config.device == "cuda" or config.finite:
+    if config.engine == "reference" or config.device == "cuda" or config.finite or config.model in ("resid-mlp", "mlp"):
         return []
     return ["train_sparse", "evaluate_sparse"] if config.sparse else ["train_dense"]
 

@@ -14,7 +14,7 @@ EXPERIMENTS: dict[str, Experiment] = {}
 _MODULES = [
     "intro", "basic", "phase", "uniform", "perturb", "correlated",
     "dynamics", "adversarial", "privileged", "absval", "l1", "compression",
-    "scaling", "double_descent", "slt", "sae",
+    "scaling", "double_descent", "slt", "sae", "compressed",
 ]
 
 

@@ -62,8 +62,9 @@ def job_rows(
     from tmslab.summary import instance_metrics
 
     config = job.train_config()
-    W = params["W1"] if config.model == "abs" else params["W"]
-    geo = instance_metrics(W)
+    from tmslab.models import encoder
+
+    geo = instance_metrics(encoder(config.model, params))
     constant = {k: getattr(config, k) for k in ("model", "n_features", "n_hidden") if k not in spec.grid}
     rows = []
     for k in range(job.n_instances):

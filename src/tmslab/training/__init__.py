@@ -19,7 +19,7 @@ from torch import Tensor
 from tmslab import precompile
 from tmslab.config import EVAL_SEED, ConfigError, TrainConfig
 from tmslab.data import FeatureDistribution, make_distribution
-from tmslab.models import ToyModel
+from tmslab.models import CIS_KINDS, ToyModel, build_model, model_from_params
 from tmslab.training.reference import train_reference
 
 __all__ = ["TrainResult", "TrainingDivergedError", "train", "evaluate", "build", "estimate_memory"]
@@ -53,7 +53,7 @@ class TrainResult:
 
     @property
     def model(self) -> ToyModel:
-        return ToyModel.from_params(self.config.model, self.params)
+        return model_from_params(self.config, self.params)
 
 
 def build(config: TrainConfig) -> tuple[ToyModel, FeatureDistribution, Tensor]:
@@ -61,18 +61,27 @@ def build(config: TrainConfig) -> tuple[ToyModel, FeatureDistribution, Tensor]:
     rows = [c for c in range(config.n_configs) for _ in range(config.restarts)]
     density = torch.tensor([config.config_density(c) for c in rows], dtype=torch.float32)
     importance = torch.tensor([config.config_importance(c) for c in rows], dtype=torch.float32)
-    model = ToyModel(config.model, config.n_instances, config.n_features, config.n_hidden)
+    model = build_model(config)
     model.reset_parameters([config.instance_seed(k) for k in range(config.n_instances)], config.init)
+    if config.model in CIS_KINDS:  # the labels' mixing matrix (paper-spec §6.7), rebuilt from the config
+        from tmslab import cis
+
+        model.M.copy_(cis.mixing_matrices(config))
     if config.init_scale != 1.0:
         with torch.no_grad():
             for name, p in model.named_parameters():
                 if name != "b":
                     p.mul_(config.init_scale)
     dist = make_distribution(
-        config.distribution, density, signed=config.model == "abs", set_size=config.set_size,
+        config.distribution, density, signed=_signed(config), set_size=config.set_size,
         value_max=config.value_max,
     )
     return model, dist, importance
+
+
+def _signed(config: TrainConfig) -> bool:
+    """Values U[−1, 1) rather than U[0, 1): the absolute-value task (§5) and the §6.7 models."""
+    return config.model == "abs" or config.model in CIS_KINDS
 
 
 def shifted_evaluate(config: TrainConfig, model: ToyModel, importance: Tensor) -> Tensor | None:
@@ -81,14 +90,19 @@ def shifted_evaluate(config: TrainConfig, model: ToyModel, importance: Tensor) -
         return None
     rows = [c for c in range(config.n_configs) for _ in range(config.restarts)]
     density = torch.tensor([config.config_eval_density(c) for c in rows], dtype=torch.float32)
-    dist = make_distribution(config.distribution, density, signed=config.model == "abs", set_size=config.set_size)
+    dist = make_distribution(config.distribution, density, signed=_signed(config), set_size=config.set_size)
     return evaluate(model, dist, importance, config.eval_samples, restarts=config.restarts)
 
 
 def estimate_memory(config: TrainConfig) -> int:
     """Bytes the reference loop needs at peak (≈ a dozen float32 batch-sized tensors alive at once)."""
-    per_batch = config.n_instances * config.batch_size * max(config.n_features, config.n_hidden) * 4
+    per_batch = config.n_instances * config.batch_size * _width(config) * 4
     return 12 * per_batch
+
+
+def _width(config: TrainConfig) -> int:
+    """The widest activation per sample: features or hidden units, or resid-mlp's residual stream."""
+    return max(config.n_features, config.n_hidden, config.d_embed if config.model == "resid-mlp" else 0)
 
 
 def _total_memory() -> int:
@@ -154,6 +168,8 @@ def _compiles(model: ToyModel, distribution: FeatureDistribution, importance: Te
     """Whether `evaluate` can use its compiled path (training._evaluation): the independent distribution, float32
     on the CPU, numba installed, and this PyTorch's CPU stream the one it reproduces."""
     tensors = [distribution.density, importance, *model.parameters()]
+    if not isinstance(model, ToyModel):  # the §6.7 models: PyTorch's path (their own forward and labels)
+        return False
     if distribution.name != "independent" or any(t.device.type != "cpu" or t.dtype != torch.float32 for t in tensors):
         return False
     if importance.shape != (model.n_instances, model.n_features):
@@ -262,7 +278,7 @@ def train(
 
     start = time.perf_counter()
     threads = torch.get_num_threads()
-    if engine == "reference" and config.n_instances * config.batch_size * config.n_features < SMALL_BATCH:
+    if engine == "reference" and config.n_instances * config.batch_size * _width(config) < SMALL_BATCH:
         # Tiny tensors: intra-op threads cost more in synchronisation than they save (≈10× slower on a
         # busy 2-core machine), so the reference loop runs them single-threaded.
         torch.set_num_threads(1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -53,15 +54,13 @@ def optimizer(model: ToyModel, config: TrainConfig) -> torch.optim.AdamW:
     default for all parameters); γ < 0 decays nothing here (train_reference applies the growth step to W).
     b gets its own peak learning rate lr_b when set."""
     gamma = config.weight_decay
-    enc = [p for name, p in model.named_parameters() if name != "b"]
-    return torch.optim.AdamW(
-        [
-            {"params": enc, "weight_decay": max(gamma, 0.0)},
-            {"params": [model.b], "weight_decay": gamma if config.decay_bias and gamma >= 0 else 0.0,
-             "lr": config.lr if config.lr_b is None else config.lr_b},
-        ],
-        lr=config.lr,
-    )
+    # Frozen parameters (resid-mlp's embedding W_E, paper-spec §6.7) are not the optimiser's.
+    enc = [p for name, p in model.named_parameters() if name != "b" and p.requires_grad]
+    groups: list[dict[str, Any]] = [{"params": enc, "weight_decay": max(gamma, 0.0)}]
+    if hasattr(model, "b"):  # the §6.7 models have no biases
+        groups.append({"params": [model.b], "weight_decay": gamma if config.decay_bias and gamma >= 0 else 0.0,
+                       "lr": config.lr if config.lr_b is None else config.lr_b})
+    return torch.optim.AdamW(groups, lr=config.lr)
 
 
 def objective(
