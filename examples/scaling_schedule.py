@@ -63,7 +63,9 @@ def main() -> None:
     print(f"{len(configs) - len(todo)} of {len(configs)} runs already saved; training {len(todo)}", flush=True)
     if todo:
         # One tiny run first compiles the sparse evaluation's kernels into numba's cache for every worker.
-        train(TrainConfig(**{**configs[todo[0]].to_dict(), "n_features": 50, "steps": 2, "eval_samples": 1000}))
+        # (A law, not the run's own density: α = 0 runs store a per-feature list of the run's n.)
+        train(TrainConfig(**{**configs[todo[0]].to_dict(), "n_features": 50, "density": ["power:1"], "steps": 2,
+                             "eval_samples": 1000}))
     start = time.perf_counter()
     with cf.ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
         futures = {pool.submit(_train_one, edir / name, configs[name], args.threads): name for name in todo}

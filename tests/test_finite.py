@@ -249,31 +249,68 @@ def test_cli_trains_a_finite_run(tms, tmp_path):
 
 
 def test_double_descent_quick_run(tmp_path):
-    """Quick fidelity: every claim is 'not evaluated' (it needs the large-T regime), the sanity checks run on
-    the saved weights and datasets, and the figures are written."""
+    """Quick fidelity (D18): the generalising pentagon's two claims are judged and pass, every other claim reads
+    'not evaluated' with the tier it needs (D17), the sanity checks pass on the saved weights and datasets, the
+    best-of-k initialisations are saved beside the run, and the figures are written."""
     from tmslab.experiments import get
     from tmslab.experiments.runner import run_experiment
 
     res = run_experiment(get("double-descent"), tmp_path, quick=True, progress=False)
-    by_kind = {c["kind"]: [] for c in res["checks"]}
-    for c in res["checks"]:
-        by_kind[c["kind"]].append(c)
-    assert all(c["status"] == "pass" for c in by_kind["sanity"]), by_kind["sanity"]
-    assert by_kind["claim"] and all(c["status"] == "not evaluated" and c["reason"] == "needs full fidelity"
-                                    for c in by_kind["claim"])
-    assert {f["name"] for f in res["figures"]} >= {"dimensionality", "hidden-data", "loss", "norms", "heatmap"}
+    claims = [c for c in res["checks"] if c["kind"] == "claim"]
+    assert all(c["status"] == "pass" for c in res["checks"] if c["kind"] == "sanity"), res["checks"]
+    judged = [c["name"] for c in claims if c["status"] == "pass"]
+    assert len(judged) == 2 and all("T = 1000" in n for n in judged), judged
+    waiting = {c["reason"] for c in claims if c["status"] == "not evaluated"}
+    assert waiting == {"needs full fidelity", "needs paper fidelity"}
+    assert {c["decision"] for c in claims if c["status"] == "not evaluated"} == {"D17"}
+    assert {f["name"] for f in res["figures"]} >= {"dimensionality", "hidden-data", "loss", "norms", "heatmap",
+                                                    "test-loss-split"}
     run = load_run(tmp_path / "double-descent" / "m2")
     assert (run.path / "dataset.safetensors").exists() and run.config.finite
     assert len(res["tables"]["test_loss"]) == len(run.config.dataset_size)
+    # D17 (e): the extra initialisations train on the run's own datasets (same instance indices, another init).
+    other = load_run(tmp_path / "double-descent" / "m2-init1")
+    small = len(other.config.dataset_size)
+    assert res["tables"]["best_of"]["inits"] == 3 and other.config.dataset_size == run.config.dataset_size[:small]
+    mine, theirs = run.dataset(), other.dataset()
+    k = small * run.config.restarts
+    assert torch.equal(theirs["sizes"], mine["sizes"][:k])
+    assert not torch.equal(other.W, run.W[:k])
 
 
-def test_significant_rise():
-    from tmslab.experiments.double_descent import log_grid, significant_rise
+def test_double_descent_statistics():
+    # Known answers: Student's t tail (the normal's in the limit, t_0.95 = 6.314 at 1 dof, 2.015 at 5); Welch's
+    # adjacent tests; an interior peak's margins; the loss split of an all-zero output (everything missed, Σ x² = 1
+    # per unit-norm sample) and of a constant output 0.5.
+    from tmslab.experiments.double_descent import adjacent_tests, interior_peak, log_grid, loss_split, t_sf
+    from tmslab.training.finite import concat, sample_dataset
 
+    assert t_sf(0.0, 3) == pytest.approx(0.5, abs=1e-12)
+    assert t_sf(6.314, 1) == pytest.approx(0.05, abs=1e-4) and t_sf(2.015, 5) == pytest.approx(0.05, abs=1e-4)
+    assert t_sf(1.6449, 1e6) == pytest.approx(0.05, abs=1e-4) and t_sf(-2.015, 5) == pytest.approx(0.95, abs=1e-4)
+    loss = torch.tensor([[1.0, 1.1, 0.9, 1.0], [2.0, 2.1, 1.9, 2.0], [1.0, 1.1, 0.9, 1.0]], dtype=torch.float64)
+    (t_up, p_up), (t_down, p_down) = adjacent_tests(loss)
+    se = (loss[0].var() / 4 * 2).sqrt().item()
+    assert t_up == pytest.approx(1.0 / se) and t_down == pytest.approx(-1.0 / se)
+    assert p_up == pytest.approx(t_sf(1.0 / se, 6)) and p_up < 1e-4 < 0.9999 < p_down  # equal variances: 6 dof
     se = torch.full((4,), 0.01, dtype=torch.float64)
-    assert significant_rise(torch.tensor([1.0, 0.9, 0.8, 0.7], dtype=torch.float64), se) < 0
-    assert significant_rise(torch.tensor([1.0, 0.9, 1.2, 0.7], dtype=torch.float64), se) > 0
+    mean = torch.tensor([1.0, 0.9, 1.2, 0.7], dtype=torch.float64)
+    pk = interior_peak(mean, se)
+    assert pk["index"] == 2 and pk["left"] == pytest.approx(0.3 / (0.01 * 2**0.5))
+    assert pk["large_end"] == pytest.approx(0.5 / (0.01 * 2**0.5)) and pk["small_end"] > 0
     assert log_grid(3, 10_000, 15)[0] == 3 and log_grid(3, 10_000, 15)[-1] == 10_000
+    test = sample_dataset(500, torch.full((50,), 0.1), seed=3, unit_norm=True)
+    both = concat([test, test])
+    nonempty = torch.unique(test.row).numel() / 500
+    split = loss_split(torch.zeros(2, 2, 50), torch.zeros(2, 50), both)
+    assert split["missed"].mean(1).tolist() == pytest.approx([nonempty] * 2, abs=1e-6)
+    assert split["false_positive"].abs().max() == 0
+    b = torch.full((1, 50), 0.5)  # a constant output 0.5: (x − 0.5)² on active features, 0.25 on the others
+    split = loss_split(torch.zeros(1, 2, 50), b, test)
+    x = test.dense(0)
+    want_fp = ((x == 0) * 0.25).sum(1).double()
+    assert_close(split["false_positive"][0], want_fp)
+    assert_close(split["missed"][0], ((x > 0) * (x - 0.5) ** 2).sum(1).double())
 
 
 def test_sweep_over_dataset_size(tmp_path):

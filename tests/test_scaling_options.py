@@ -414,7 +414,11 @@ def test_scaling_experiment_on_a_wider_gamma_grid_keeps_the_spec_checks(tmp_path
     assert sorted({r["gamma"] for r in res["tables"]["per_model"]}) == [-1.0, 0.5, 1.0]
     assert res["configs"]["gamma+0.5-m4"]["weight_decay"] == 0.5
     names = [c["name"] for c in res["checks"]]
-    assert len(names) == 14 and all(n.startswith(("γ = −1", "γ = +1")) for n in names)
+    # D16's rows (a)–(f), the headline, one sanity row and the six withdrawn F6 rows: the same as at the default γ.
+    assert len(names) == 24 and sum(n.startswith("F6 (withdrawn)") for n in names) == 6
+    assert all(n.startswith(("(a)", "(b)", "(c)", "(d)", "(e)", "(f)", "headline", "F6", "loss recomputed"))
+               for n in names)
+    assert any("α_p = 1.5 (our α = 0.5)" in n for n in names)
     paper = ScalingLaws(size=PAPER_SCHEDULE, device="cuda").runs(quick=False)["gamma+1-m10"]
     assert (paper.steps, paper.batch_size, paper.warmup_steps, paper.device) == (20_000, 2048, 2000, "cuda")
     with pytest.raises(ValueError, match="include -1 and 1"):
@@ -438,5 +442,24 @@ def test_scaling_schedule_example_trains_then_analyses_the_saved_runs(tmp_path):
     assert second.returncode == 0, second.stderr
     assert "18 of 18 runs already saved; training 0" in second.stdout
     res = json.loads((tmp_path / "scaling-laws" / "results.json").read_text())
-    assert res["configs"]["gamma+0.5-m100"]["steps"] == 20 and len(res["checks"]) == 14
+    assert res["configs"]["gamma+0.5-m100"]["steps"] == 20 and len(res["checks"]) == 24
     assert (tmp_path / "index.html").exists()
+
+
+def test_scaling_overlap_statistics_and_the_flat_power_law():
+    # Known answers: α = 0 is p_i ∝ 1/i (the paper's α_p = 1); orthonormal directions have zero overlaps and zero
+    # spread; two antipodal pairs give squared overlaps {1, 1, 0, 0, 0, 0} (mean 1/3, variance of those six).
+    from tmslab.experiments.scaling import alpha_label, overlap_variance, power_law, squared_overlap
+
+    p = power_law(0.0, 4)
+    h = 1 + 1 / 2 + 1 / 3 + 1 / 4
+    assert p == pytest.approx([1 / h, 1 / (2 * h), 1 / (3 * h), 1 / (4 * h)], rel=1e-12)
+    assert power_law(0.5, 50) == density_law("power:0.5", 50)
+    assert alpha_label(0.5) == "α_p = 1.5 (our α = 0.5)"
+    every = torch.ones(4, dtype=torch.bool)
+    eye = torch.eye(4)
+    assert squared_overlap(eye, every) == 0.0 and overlap_variance(eye, every) == 0.0
+    pairs = torch.tensor([[1.0, -2.0, 0.0, 0.0], [0.0, 0.0, 3.0, -1.0]])
+    assert squared_overlap(pairs, every) == pytest.approx(1 / 3)
+    assert overlap_variance(pairs, every) == pytest.approx(torch.tensor([1.0, 1, 0, 0, 0, 0]).var().item())
+    assert math.isnan(overlap_variance(pairs, torch.tensor([True, True, False, False])))
