@@ -161,6 +161,20 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _hold(out: Path, kind: str | None, **check: Any) -> None:
+    """Check the output folder `out` and take its one-writer lock for the rest of this command (tmslab.lock, via
+    io.locked_output): a second command on the folder is refused at once (exit 2, one line naming our pid). The
+    lock is tied to the command's click context, so it is released when the command ends, however it ends."""
+    from tmslab.io import locked_output
+
+    try:
+        from typer._click.globals import get_current_context
+    except ImportError:  # pragma: no cover - older typer uses click itself
+        from click import get_current_context
+
+    get_current_context().with_resource(locked_output(out, kind, **check))
+
+
 # ---- tms train -------------------------------------------------------------------------------------
 
 #: TrainConfig field → the train() parameter holding its command-line value.
@@ -249,8 +263,6 @@ def train(
 
     Example: tms train --features 5 --hidden 2 --density 1,0.05 --importance-decay 0.9 --restarts 8 --out R
     """
-    from tmslab.io import check_output_dir
-
     values = locals()
     if config is None:
         cfg = config_from_options(**{f: values[p] for f, p in _TRAIN_FIELDS.items()}, density_law=density_law)
@@ -258,7 +270,7 @@ def train(
         cfg = _config_with_overrides(ctx, read_config_file(config), values)
     if threads is not None and threads < 1:
         raise UsageError(f"--threads must be >= 1, got {threads}.")
-    check_output_dir(out, "run", force=force)
+    _hold(out, "run", force=force)  # held until the command ends: the run is written under it
     from tmslab import precompile
 
     precompile.start(precompile.kernels(cfg))  # a first run's compilation overlaps this process's imports
@@ -399,13 +411,11 @@ def reproduce(
     paper-spec §7.2 decision is `not reproduced` — a finding, listed in the report's Findings section — and
     exits 0.
     """
-    from tmslab.io import check_output_dir
-
     if threads is not None and threads < 1:
         raise UsageError(f"--threads must be >= 1, got {threads}.")
     if jobs is not None and jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {jobs}.")
-    check_output_dir(out, "reproduce", resume=True)
+    _hold(out, "reproduce", resume=True)  # the workers write its experiment folders under this process's lock
     if jobs is None:
         from tmslab.pool import cpu_count
 
@@ -482,6 +492,7 @@ def report(
     if output_kind(directory) == "run" or (directory / CONFIG).exists():
         raise UsageError(f"{directory} is a run folder; `tms report` takes a reproduce or sweep folder "
                          f"(see a run with `tms inspect {directory}`).")  # fmt: skip
+    _hold(directory, None, name="")  # not while a reproduce or sweep still writes there
     if (directory / "spec.json").exists():
         from tmslab.sweep.figures import sweep_report
 
@@ -525,10 +536,12 @@ def sweep(
 
     Example: tms sweep examples/phase_n2.yaml --out runs/phase  (re-run the same command to resume)
     """
-    from tmslab.io import check_output_dir
+    if out is not None and dry_run:  # the first check, before the sweep machinery loads
+        from tmslab.io import check_output_dir
 
-    if out is not None:  # the first check of a real run, before the sweep machinery loads
         check_output_dir(out, "sweep", force=force, resume=True)
+    elif out is not None:  # and the lock of a real run: shards share it, a whole sweep holds it alone
+        _hold(out, "sweep", force=force, resume=True, shared=shard is not None)
     from tmslab.sweep import SweepJobError
     from tmslab.sweep import merge as merge_sweep
     from tmslab.sweep.plan import parse_shard
@@ -537,6 +550,7 @@ def sweep(
     if merge is not None:
         if spec is not None or out is not None or shard is not None:
             raise UsageError("--merge DIR takes no SPEC, --out or --shard.")
+        _hold(merge, None, name="merge")  # not while shards still write into it
         df = merge_sweep(merge)
         if quiet < 2:
             typer.echo(f"merged {plural(len(df), 'row')} into {merge / 'results.parquet'}")
@@ -579,6 +593,7 @@ def export(
     from tmslab.interop import export_run
     from tmslab.io import load_run
 
+    _hold(out, "export", force=force)
     path = export_run(load_run(run_dir), to, out, instance, schedule_form=lr_schedule, force=force)
     typer.echo(f"wrote {path}")
 
@@ -592,6 +607,7 @@ def import_(
     """Read a param-decomp / devinterp / transformer-lens checkpoint (weights-only, validated) into a tmslab run."""
     from tmslab.interop import import_dir
 
+    _hold(out, "run", force=force)
     typer.echo(f"wrote {import_dir(src, out, force=force)}")
 
 
@@ -636,6 +652,7 @@ def zoo_get(
     """Copy a zoo model into DIR, building (training and checking) it first if it is not cached."""
     from tmslab import zoo
 
+    _hold(out, "run", force=force)
     try:
         path = zoo.get(name, out, force=force, progress=not quiet)
     except zoo.ZooCheckError as e:
@@ -709,14 +726,14 @@ def sae(
 
     Example: tms sae runs/tms --out saes/topk --arch topk --k 3 --ratio 4 --samples 2M
     """
-    from tmslab.io import check_out_dir, load_run
+    from tmslab.io import load_run
     from tmslab.sae import RunSource, SAESettings, require_saelens
     from tmslab.sae import train as train_sae
 
     require_saelens()
     settings = SAESettings(arch=arch, ratio=ratio, k=k, l1=l1, samples=_count("--samples", samples),
                            batch_size=batch_size, lr=lr, seed=seed)  # fmt: skip
-    check_out_dir(out, force=force)
+    _hold(out, "sae", force=force)
     source = RunSource(load_run(run_dir), instance)
     result = train_sae(source, settings, out, progress=not quiet, force=force)
     if not quiet:

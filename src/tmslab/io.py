@@ -18,6 +18,13 @@ The writers below record names themselves, so a command only has to
 `force` may only replace a folder recognised as a tmslab output of the same kind, and deletes only
 the files its markers list: a user's own files beside them are kept. (Run folders written before the
 marker existed are recognised by their files.)
+
+One writer per folder (tmslab.lock): a command holds the folder's lock for its whole life,
+
+    with locked_output(out, "mykind", force=force):  # the checks above, then the lock, then the checks again
+        ...                                           # a second writer is refused at once, naming our pid
+
+and `save_run` takes it on its own folder (re-entrant: inside a command that holds it, it writes through it).
 """
 
 from __future__ import annotations
@@ -28,10 +35,13 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tmslab import lock
 from tmslab.config import ConfigError, TrainConfig, versions
 from tmslab.naming import option, value_of
 
@@ -92,9 +102,21 @@ def _is_temporary_of(name: str, owned: set[str]) -> bool:
     return name.startswith(".") and any(name.startswith(f".{n}.") for n in owned)
 
 
+def _our_lock(entry: Path) -> bool:
+    """A lock file of a sub-folder (tmslab.lock), ours by its name and its first line."""
+    if not lock.is_lock_name(entry.name) or not entry.is_file():
+        return False
+    try:
+        with open(entry, "rb") as f:
+            head = f.read(len(lock.HEADER))
+    except OSError:
+        return False
+    return head in (b"", lock.HEADER.encode())
+
+
 def _foreign(path: Path) -> list[str]:
     owned = _owned(path)
-    names = (p.name for p in path.iterdir() if p.name != MARKER)
+    names = (p.name for p in path.iterdir() if p.name != MARKER and not _our_lock(p))
     return sorted(n for n in names if n not in owned and not _is_temporary_of(n, owned))
 
 
@@ -166,6 +188,42 @@ def prepare_output_dir(
     return path
 
 
+@contextmanager
+def locked_output(
+    path: str | os.PathLike[str],
+    kind: str | None = None,
+    *,
+    force: bool = False,
+    resume: bool = False,
+    name: str = "out",
+    shared: bool = False,
+) -> Iterator[Path]:
+    """Hold the one-writer lock of output folder `path` (tmslab.lock) for the `with` block, checked as
+    `check_output_dir` checks it, before the lock and again under it.
+
+    1. The check refuses a bad folder before anything is created. If a live writer holds the folder, its
+       refusal is raised instead: the folder may look finished (or foreign) only because it is being written.
+    2. The lock: another holder → FolderLocked, one line naming its pid (exit 2 on the command line); nothing
+       is created. Missing parent folders are made for the lock file (and removed again if left empty).
+    3. The check again, under the lock: the previous holder may have finished between 1 and 2.
+
+    kind None: the lock only. shared: `tms sweep --shard` (shards share the folder; see tmslab.lock).
+    """
+    path = Path(path)
+    if kind is not None:
+        try:
+            check_output_dir(path, kind, force=force, resume=resume, name=name)
+        except ConfigError:
+            busy = lock.holder_message(path, name=name)
+            if busy is not None:
+                raise busy from None
+            raise
+    with lock.output_lock(path, name=name, shared=shared, make_parents=make_dir):
+        if kind is not None:
+            check_output_dir(path, kind, force=force, resume=resume, name=name)
+        yield path
+
+
 def _mark(path: Path, kind: str) -> None:
     """Create path/.tmslab if absent (O_EXCL: concurrent shards never overwrite each other's lines)."""
     names = "".join(f"{n}\n" for n in sorted(_owned(path))) if _legacy_run(path) else ""
@@ -221,6 +279,9 @@ def remove_output(path: str | os.PathLike[str], *, keep_folder: bool = True) -> 
     ours = []  # sub-folders of ours that still hold files of the user's
     for entry in list(path.iterdir()):
         if entry.name == MARKER:
+            continue
+        if _our_lock(entry):  # a sub-folder's lock: removed only if its holder died, never under a live writer
+            lock.remove_if_stale(entry)
             continue
         if entry.name in owned and entry.is_dir() and not entry.is_symlink():
             if output_kind(entry) is not None and remove_output(entry, keep_folder=False):
@@ -346,9 +407,16 @@ def instance_records(
 def save_run(out: Path, result: Any, extra_metrics: dict[str, Any] | None = None, force: bool = False) -> Path:
     """Write a TrainResult as RUN_DIR/{model.safetensors, config.json, metrics.json[, history.safetensors]}.
 
-    Missing parent folders are created; `force=True` replaces a previous run there (only its files).
+    Missing parent folders are created; `force=True` replaces a previous run there (only its files). Holds the
+    folder's one-writer lock meanwhile (tmslab.lock; re-entrant, so a command holding it writes through it):
+    another process writing `out` makes it raise lock.FolderLocked, having written nothing.
     """
-    out = check_output_dir(out, "run", force=force)
+    with locked_output(out, "run", force=force):
+        return _save_run(Path(out), result, extra_metrics, force)
+
+
+def _save_run(out: Path, result: Any, extra_metrics: dict[str, Any] | None, force: bool) -> Path:
+    """save_run's work, under the lock and after its checks."""
     make_dir(out.parent)
     claim(out)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial"))
