@@ -51,21 +51,39 @@ def main() -> None:
     args = ap.parse_args()
 
     order = [float(g) for g in args.gammas.split(",")]
-    size = dict(PAPER_SCHEDULE, steps=args.steps, batch_size=args.batch_size, warmup_steps=args.steps // 10,
-                eval_samples=args.eval_samples)
+    size = dict(
+        PAPER_SCHEDULE,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        warmup_steps=args.steps // 10,
+        eval_samples=args.eval_samples,
+    )
     exp = ScalingLaws(gammas=tuple(order), size=size, device=args.device)
-    exp.notes += (f" This run (examples/scaling_schedule.py): {args.steps:,} steps × batch {args.batch_size:,} "
-                  f"with {args.steps // 10:,} warm-up steps, trained on {args.device}, γ ∈ {sorted(order)}.")
+    exp.notes += (
+        f" This run (examples/scaling_schedule.py): {args.steps:,} steps × batch {args.batch_size:,} "
+        f"with {args.steps // 10:,} warm-up steps, trained on {args.device}, γ ∈ {sorted(order)}."
+    )
     configs = exp.runs(quick=False)
     edir = args.out / exp.name
-    todo = sorted((name for name in configs if finished_run(edir / name, configs[name]) is None),
-                  key=lambda name: order.index(configs[name].weight_decay))
+    todo = sorted(
+        (name for name in configs if finished_run(edir / name, configs[name]) is None),
+        key=lambda name: order.index(configs[name].weight_decay),
+    )
     print(f"{len(configs) - len(todo)} of {len(configs)} runs already saved; training {len(todo)}", flush=True)
     if todo:
         # One tiny run first compiles the sparse evaluation's kernels into numba's cache for every worker.
         # (A law, not the run's own density: α = 0 runs store a per-feature list of the run's n.)
-        train(TrainConfig(**{**configs[todo[0]].to_dict(), "n_features": 50, "density": ["power:1"], "steps": 2,
-                             "eval_samples": 1000}))
+        train(
+            TrainConfig(
+                **{
+                    **configs[todo[0]].to_dict(),
+                    "n_features": 50,
+                    "density": ["power:1"],
+                    "steps": 2,
+                    "eval_samples": 1000,
+                }
+            )
+        )
     start = time.perf_counter()
     with cf.ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
         futures = {pool.submit(_train_one, edir / name, configs[name], args.threads): name for name in todo}
@@ -77,8 +95,9 @@ def main() -> None:
             except Exception as e:  # noqa: BLE001 - one failed run must not lose the others' results
                 print(f"{futures[fut]} failed: {e}", flush=True)
                 continue
-            print(f"{time.perf_counter() - start:7.1f} s  {name}: train {train_s:.1f} s, eval {eval_s:.1f} s",
-                  flush=True)
+            print(
+                f"{time.perf_counter() - start:7.1f} s  {name}: train {train_s:.1f} s, eval {eval_s:.1f} s", flush=True
+            )
             if time.perf_counter() - start > args.deadline:
                 cancelled = sum(f.cancel() for f in futures)
                 print(f"deadline: {cancelled} runs not started", flush=True)
@@ -94,8 +113,10 @@ def main() -> None:
     for check in results["checks"]:
         print(f"{check['status']:>8}  {check['name']}: {check['measured']} (expected {check['expected']})")
     for s in results["tables"]["per_regime"]:
-        print(f"γ = {s['gamma']:+g}, α = {s['alpha']:g}: loss exponent {s['loss_exponent']:.3f} (prediction "
-              f"{s['predicted_exponent']:.3f}), represented/m {s['represented_over_m']}")
+        print(
+            f"γ = {s['gamma']:+g}, α = {s['alpha']:g}: loss exponent {s['loss_exponent']:.3f} (prediction "
+            f"{s['predicted_exponent']:.3f}), represented/m {s['represented_over_m']}"
+        )
 
 
 if __name__ == "__main__":

@@ -31,8 +31,18 @@ from tmslab.training.reference import lr_multiplier
 
 
 def finite_config(**overrides) -> TrainConfig:
-    base = dict(n_features=12, n_hidden=2, density=[0.2, 0.2, 0.3], dataset_size=[3, 7, 7], restarts=2,
-                steps=30, warmup_steps=5, schedule="cosine", eval_samples=500, dataset_unit_norm=True)
+    base = dict(
+        n_features=12,
+        n_hidden=2,
+        density=[0.2, 0.2, 0.3],
+        dataset_size=[3, 7, 7],
+        restarts=2,
+        steps=30,
+        warmup_steps=5,
+        schedule="cosine",
+        eval_samples=500,
+        dataset_unit_norm=True,
+    )
     base.update(overrides)
     return TrainConfig(**base)
 
@@ -234,9 +244,26 @@ def test_config_round_trips_with_dataset_fields():
 
 
 def test_cli_trains_a_finite_run(tms, tmp_path):
-    code, out, err = tms("train", "--features", "20", "--density", "0.1,0.1", "--dataset-size", "4,30",
-                         "--unit-norm", "--steps", "40", "--schedule", "cosine", "--warmup-steps", "4",
-                         "--eval-samples", "300", "--out", tmp_path / "r")
+    code, out, err = tms(
+        "train",
+        "--features",
+        "20",
+        "--density",
+        "0.1,0.1",
+        "--dataset-size",
+        "4,30",
+        "--unit-norm",
+        "--steps",
+        "40",
+        "--schedule",
+        "cosine",
+        "--warmup-steps",
+        "4",
+        "--eval-samples",
+        "300",
+        "--out",
+        tmp_path / "r",
+    )
     assert code == 0, err
     run = load_run(tmp_path / "r")
     assert run.config.dataset_size == [4, 30] and run.config.dataset_unit_norm
@@ -263,8 +290,14 @@ def test_double_descent_quick_run(tmp_path):
     waiting = {c["reason"] for c in claims if c["status"] == "not evaluated"}
     assert waiting == {"needs full fidelity", "needs paper fidelity"}
     assert {c["decision"] for c in claims if c["status"] == "not evaluated"} == {"D17"}
-    assert {f["name"] for f in res["figures"]} >= {"dimensionality", "hidden-data", "loss", "norms", "heatmap",
-                                                    "test-loss-split"}
+    assert {f["name"] for f in res["figures"]} >= {
+        "dimensionality",
+        "hidden-data",
+        "loss",
+        "norms",
+        "heatmap",
+        "test-loss-split",
+    }
     run = load_run(tmp_path / "double-descent" / "m2")
     assert (run.path / "dataset.safetensors").exists() and run.config.finite
     assert len(res["tables"]["test_loss"]) == len(run.config.dataset_size)
@@ -317,8 +350,18 @@ def test_sweep_over_dataset_size(tmp_path):
     """dataset_size is a sweep axis (one job per T); the table's eval_loss is the test loss."""
     from tmslab.sweep import run_sweep
 
-    spec = {"base": {"features": 20, "hidden": 2, "density": 0.1, "dataset_unit_norm": True, "steps": 20,
-                     "eval_samples": 200}, "grid": {"dataset_size": [3, 12]}, "restarts": 2}
+    spec = {
+        "base": {
+            "features": 20,
+            "hidden": 2,
+            "density": 0.1,
+            "dataset_unit_norm": True,
+            "steps": 20,
+            "eval_samples": 200,
+        },
+        "grid": {"dataset_size": [3, 12]},
+        "restarts": 2,
+    }
     df = run_sweep(spec, tmp_path / "s", progress=False, workers=1)
     assert sorted(df["dataset_size"].unique().tolist()) == [3, 12] and len(df) == 4
     assert df["eval_loss"].notna().all()

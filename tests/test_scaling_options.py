@@ -21,9 +21,24 @@ needs_numba = pytest.mark.skipif(not fast.has_numba(), reason="numba is not inst
 
 
 def scaling_config(**kw) -> TrainConfig:
-    base = dict(n_features=40, n_hidden=6, density=["power:0.5", "power:1.0"], restarts=2, steps=40,
-                batch_size=128, lr=1e-2, weight_decay=-1.0, decay_bias=False, lr_b=3e-2, schedule="cosine-floor",
-                warmup_steps=5, init="paper", value_max=2.0, eval_samples=4000, engine="fast")
+    base = dict(
+        n_features=40,
+        n_hidden=6,
+        density=["power:0.5", "power:1.0"],
+        restarts=2,
+        steps=40,
+        batch_size=128,
+        lr=1e-2,
+        weight_decay=-1.0,
+        decay_bias=False,
+        lr_b=3e-2,
+        schedule="cosine-floor",
+        warmup_steps=5,
+        init="paper",
+        value_max=2.0,
+        eval_samples=4000,
+        engine="fast",
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -52,8 +67,17 @@ def test_density_law_probability_above_one_is_refused():
         TrainConfig(n_features=10, density=["power:1.0"], expected_active=3.0)
 
 
-@pytest.mark.parametrize("field,value", [("value_max", 0.0), ("expected_active", -1.0), ("lr_b", 0.0),
-                                         ("lr_floor", 1.5), ("decay_bias", "no"), ("sparse", 1)])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("value_max", 0.0),
+        ("expected_active", -1.0),
+        ("lr_b", 0.0),
+        ("lr_floor", 1.5),
+        ("decay_bias", "no"),
+        ("sparse", 1),
+    ],
+)
 def test_bad_scaling_values(field, value):
     with pytest.raises(ConfigError, match=field):
         TrainConfig(**{field: value})
@@ -121,8 +145,9 @@ def test_reference_sampler_law_and_value_max():
 
 
 @needs_numba
-@pytest.mark.parametrize("law,vmax,active", [("power:0.5", 2.0, 1.0), ("exponential:20", 1.0, 3.0),
-                                             ("linear", 0.5, 1.0)])
+@pytest.mark.parametrize(
+    "law,vmax,active", [("power:0.5", 2.0, 1.0), ("exponential:20", 1.0, 3.0), ("linear", 0.5, 1.0)]
+)
 def test_sparse_sampler_statistics(law, vmax, active):
     n, B = 60, 5000
     p = density_law(law, n, active)
@@ -201,8 +226,9 @@ def test_reference_optimiser_groups():
 def test_fast_matches_reference_stepwise(gamma, sparse):
     """The compiled engine against the reference loop (autograd, torch AdamW, growth step) fed the same batches,
     step by step with warm-up, cosine floor, lr_b, paper init, value_max 2 and a density law."""
-    config = scaling_config(weight_decay=gamma, sparse=sparse, steps=12, record_every=1, density=["power:0.5"],
-                            restarts=1)
+    config = scaling_config(
+        weight_decay=gamma, sparse=sparse, steps=12, record_every=1, density=["power:0.5"], restarts=1
+    )
     a = assert_engines_agree_stepwise(config, ("W", "b"), rtol=2e-5, atol=2e-6)
     assert not torch.equal(a[0]["W"], a[-1]["W"])
 
@@ -288,10 +314,36 @@ def test_cli_trains_scaling_options(tms, tmp_path):
     import tmslab
 
     out = tmp_path / "run"
-    code, stdout, err = tms("train", "--out", out, "--features", "30", "--hidden", "4", "--density-law",
-                            "power:0.5,linear", "--value-max", "2", "--weight-decay", "-1", "--no-decay-bias",
-                            "--init", "paper", "--schedule", "cosine-floor", "--lr-b", "0.05", "--sparse",
-                            "--steps", "20", "--batch-size", "32", "--eval-samples", "512", "--quiet")
+    code, stdout, err = tms(
+        "train",
+        "--out",
+        out,
+        "--features",
+        "30",
+        "--hidden",
+        "4",
+        "--density-law",
+        "power:0.5,linear",
+        "--value-max",
+        "2",
+        "--weight-decay",
+        "-1",
+        "--no-decay-bias",
+        "--init",
+        "paper",
+        "--schedule",
+        "cosine-floor",
+        "--lr-b",
+        "0.05",
+        "--sparse",
+        "--steps",
+        "20",
+        "--batch-size",
+        "32",
+        "--eval-samples",
+        "512",
+        "--quiet",
+    )
     assert code == 0, err
     run = tmslab.load_run(out)
     cfg = json.loads((out / "config.json").read_text())
@@ -302,11 +354,14 @@ def test_cli_trains_scaling_options(tms, tmp_path):
     assert code == 0 and "power:0.5" in stdout
 
 
-@pytest.mark.parametrize("args,fragment", [
-    (["--density-law", "power:-1"], "density law"),
-    (["--value-max", "0"], "--value-max"),
-    (["--density-law", "power:1", "--expected-active", "5"], "--expected-active"),
-])
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["--density-law", "power:-1"], "density law"),
+        (["--value-max", "0"], "--value-max"),
+        (["--density-law", "power:1", "--expected-active", "5"], "--expected-active"),
+    ],
+)
 def test_cli_bad_scaling_options(tms, tmp_path, args, fragment):
     out = tmp_path / "run"
     code, stdout, err = tms("train", "--out", out, "--features", "10", "--steps", "5", "--quiet", *args)
@@ -318,8 +373,12 @@ def test_sweep_accepts_density_laws():
     from tmslab.sweep.plan import plan_jobs
     from tmslab.sweep.spec import load_spec
 
-    spec = load_spec({"base": {"features": 30, "steps": 5, "expected-active": 2.0, "value-max": 2.0},
-                      "grid": {"density": ["power:0.5", "linear"], "hidden": [2, 3]}})
+    spec = load_spec(
+        {
+            "base": {"features": 30, "steps": 5, "expected-active": 2.0, "value-max": 2.0},
+            "grid": {"density": ["power:0.5", "linear"], "hidden": [2, 3]},
+        }
+    )
     jobs = plan_jobs(spec)
     configs = [j.train_config() for j in jobs]
     assert sorted(c.n_hidden for c in configs) == [2, 3]
@@ -382,8 +441,15 @@ def test_cuda_step_matches_cpu_reference():
 def test_cuda_training_matches_cpu_statistically():
     """Same config on both devices (different random streams): mean eval loss within 2% after 300 steps — the
     configuration and tolerance of test_fast.test_short_training_matches_reference (data-seed s.d. ≈ 0.3%)."""
-    c = TrainConfig(n_features=5, n_hidden=2, density=[1.0, 0.3, 0.05], importance_decay=0.9, restarts=2, steps=300,
-                    engine="reference")
+    c = TrainConfig(
+        n_features=5,
+        n_hidden=2,
+        density=[1.0, 0.3, 0.05],
+        importance_decay=0.9,
+        restarts=2,
+        steps=300,
+        engine="reference",
+    )
     cpu = train(c).eval_loss.mean()
     gpu = train(TrainConfig(**{**c.to_dict(), "device": "cuda"})).eval_loss.mean()
     assert abs(gpu - cpu) / cpu < 0.02
@@ -416,8 +482,9 @@ def test_scaling_experiment_on_a_wider_gamma_grid_keeps_the_spec_checks(tmp_path
     names = [c["name"] for c in res["checks"]]
     # D16's rows (a)–(f), the headline, one sanity row and the six withdrawn F6 rows: the same as at the default γ.
     assert len(names) == 24 and sum(n.startswith("F6 (withdrawn)") for n in names) == 6
-    assert all(n.startswith(("(a)", "(b)", "(c)", "(d)", "(e)", "(f)", "headline", "F6", "loss recomputed"))
-               for n in names)
+    assert all(
+        n.startswith(("(a)", "(b)", "(c)", "(d)", "(e)", "(f)", "headline", "F6", "loss recomputed")) for n in names
+    )
     assert any("α_p = 1.5 (our α = 0.5)" in n for n in names)
     paper = ScalingLaws(size=PAPER_SCHEDULE, device="cuda").runs(quick=False)["gamma+1-m10"]
     assert (paper.steps, paper.batch_size, paper.warmup_steps, paper.device) == (20_000, 2048, 2000, "cuda")
@@ -433,8 +500,20 @@ def test_scaling_schedule_example_trains_then_analyses_the_saved_runs(tmp_path):
     from pathlib import Path
 
     script = Path(__file__).parents[1] / "examples" / "scaling_schedule.py"
-    args = [sys.executable, str(script), "--out", str(tmp_path), "--steps", "20", "--batch-size", "32",
-            "--eval-samples", "500", "--gammas", "1,-1,0.5"]
+    args = [
+        sys.executable,
+        str(script),
+        "--out",
+        str(tmp_path),
+        "--steps",
+        "20",
+        "--batch-size",
+        "32",
+        "--eval-samples",
+        "500",
+        "--gammas",
+        "1,-1,0.5",
+    ]
     first = subprocess.run([*args, "--train-only", "--jobs", "2"], capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
     assert "training 18" in first.stdout and not (tmp_path / "scaling-laws" / "results.json").exists()
