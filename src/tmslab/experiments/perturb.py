@@ -160,6 +160,8 @@ class Perturb(Experiment):
         "is no longer a pentagon (one feature partly drops). The spec's baseline 0.05 (1/8 to 8) is run too: its "
         "geometry checks, the E1b seed count and the agreement of the trained and exact crossings are checked there, "
         "and its crossing is reported."
+        " D20: the denser-feature gap row is judged only where the best model is a pentagon (random init "
+        "directions gave gaps of 78°)."
     )
 
     def sweeps(self, quick: bool) -> dict[str, dict[str, Any]]:
@@ -233,13 +235,19 @@ class Perturb(Experiment):
         denser = [p for p in range(P) if rel[p] > 1 + 1e-9]
         pent_hi = sum(best_geo[p] == PENTAGON for p in hi)
         dig_lo = sum(best_geo[p] == DIGON and norms[p, VARIED] < 0.1 for p in lo)
-        min_gap = float(np.nanmin(gaps[denser].numpy())) if denser else math.nan
+        # D20: the gaps only mean "neighbours pushed away" in a pentagon; random init directions have gaps > 72°
+        # about as often as not (78° in our quick init), so a denser point whose best model is no pentagon fails.
+        denser_pent = all(best_geo[p] == PENTAGON for p in denser)
+        min_gap = float(np.nanmin(gaps[denser].numpy())) if denser and denser_pent else math.nan
         at = f"{setup.label}: "
         checks = [
             Check(at + "relative density ≥ 0.5: best solution is a pentagon (5 features ‖W_i‖ > 0.5)",
                   f"{pent_hi} of {len(hi)}", "all", pent_hi == len(hi) > 0, SRC),
-            Check(at + "relative density > 1: smallest neighbour gap of the denser feature (°)", min_gap, "> 72",
-                  math.isfinite(min_gap) and min_gap > 72, SRC, "the other features repel from the denser one"),
+            Check(at + "relative density > 1: best is a pentagon, smallest neighbour gap of the denser feature (°)",
+                  min_gap, "pentagon, > 72", math.isfinite(min_gap) and min_gap > 72, SRC,
+                  "the other features repel from the denser one; the spec's row is about the pentagon, so each "
+                  "denser point's best model must be one (D20: NaN if not) — "
+                  f"best geometries {[best_geo[p] for p in denser]}"),
             Check(at + "relative density ≤ 0.3: best is a square of two antipodal pairs, ‖W_0‖ < 0.1",
                   f"{dig_lo} of {len(lo)}", "all", dig_lo == len(lo) > 0, SRC),
             Check(at + "trained vs exact-optimum crossing: distance in grid steps (log scale)",
