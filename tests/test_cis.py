@@ -284,3 +284,21 @@ def test_mlp_kind_has_no_param_decomp_format(tmp_path):
     run = load_run(save_run(tmp_path / "run", train(small("mlp", steps=5))))
     with pytest.raises(InteropError, match="cannot hold a mlp model"):
         export_run(run, "param-decomp", tmp_path / "pd")
+
+
+def test_zoo_resid_mlp_entries_and_checks(tmp_path):
+    from tmslab import zoo
+
+    sizes = {name: (zoo.ZOO[name].config.n_features, zoo.ZOO[name].config.n_hidden, zoo.ZOO[name].config.n_layers,
+                    zoo.ZOO[name].config.steps) for name in ("resid-mlp1", "resid-mlp2", "resid-mlp3")}  # fmt: skip
+    assert sizes == {
+        "resid-mlp1": (100, 50, 1, 1000),
+        "resid-mlp2": (100, 25, 2, 1000),
+        "resid-mlp3": (102, 17, 3, 10000),
+    }
+    run = load_run(save_run(tmp_path / "run", train(small(steps=200, density=[0.1]))))
+    checks = zoo.resid_mlp_checks(True, samples=50_000)(run)
+    assert [c.kind for c in checks] == ["sanity", "sanity", "claim", "claim"]
+    assert checks[0].passed and checks[1].passed and checks[2].passed  # frozen embedding, same function, trained
+    assert "naive" in checks[3].name or "training density" in checks[3].name
+    assert len(zoo.resid_mlp_checks(False, samples=20_000)(run)) == 3
