@@ -334,20 +334,27 @@ def output_lock(
 
 
 def holder_message(folder: str | os.PathLike[str], *, name: str = "out") -> FolderLocked | None:
-    """The refusal another process's lock on `folder` would cause, read without locking anything; else None.
+    """The refusal another process's lock on `folder` causes, found without taking it; None if nobody holds it.
 
     Used where a command is refused for another reason (e.g. the folder already holds a finished run) while a
-    writer may still be at work in it: the lock is then the better explanation. Only a live holder counts.
+    writer may still be at work in it: the lock is then the better explanation. The probe is a non-blocking
+    flock released at once (a writer taking the lock at that very moment retries, see `_take`).
     """
     path = lock_path(folder)
-    if path in _held:
+    if path in _held or fcntl is None:
         return None
     try:
-        text = path.read_text("utf-8", "replace")
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
-    if text.startswith(HEADER) and any(_alive(pid, host) and pid != os.getpid() for pid, host in _holders(text)):
-        return _refusal(Path(folder), name, text)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return _refusal(Path(folder), name, _read(fd))
+        return None
+    finally:
+        os.close(fd)
     return None
 
 
