@@ -293,14 +293,15 @@ def test_sae_synthetic_without_the_extra_still_checks_the_metric_invariant(monke
     assert all("pip install 'tmslab[sae]'" in c.reason for c in checks[:2])
 
 
-def test_the_scored_sae_is_the_saved_one_batchtopk(tmp_path):
-    """BatchTopK trains with a batch-level top-k and is saved as a JumpReLU SAE with the threshold estimated during
-    training: the metrics recorded (and reported) are those of the saved SAE, and the training form's L0 is kept
-    beside them as l0_training."""
+@pytest.mark.parametrize("arch", ["batchtopk", "matryoshka"])
+def test_the_scored_sae_is_the_saved_one(tmp_path, arch):
+    """BatchTopK and matryoshka SAEs train with a batch-level top-k and are saved as JumpReLU SAEs with the
+    threshold estimated during training: the metrics recorded (and reported) are those of the saved SAE, and the
+    training form's L0 is kept beside them as l0_training."""
     from tmslab.sae import evaluate, load, saved_metrics, train
 
     src = Orthogonal(g=6, d=8, p=0.2)
-    settings = SAESettings(arch="batchtopk", ratio=2, k=2, samples=20_480, batch_size=256, lr=3e-3, eval_samples=4096)
+    settings = SAESettings(arch=arch, ratio=2, k=2, samples=20_480, batch_size=256, lr=3e-3, eval_samples=4096)
     result = train(src, settings, tmp_path / "sae")
     loaded, record = load(tmp_path / "sae")
     assert loaded.cfg.architecture() == "jumprelu" and result.sae.cfg.architecture() == "jumprelu"
@@ -356,3 +357,24 @@ def test_every_sae_claim_fails_on_saes_at_initialisation(quick):
     # ... and a trained-quality SAE on a model that did not learn every feature (28 of 40 at initialisation).
     assert not exp.tms_check([{**row, "n_true": 28, "mmcs": 0.99}], 40).passed
     assert exp.tms_check([{**row, "n_true": 40, "mmcs": 0.99}], 40).passed
+
+
+def test_experiment_cache_reuses_an_sae_only_for_the_same_stream(tmp_path):
+    """sae-tms's SAE cache (experiments.sae._fit): the same run and settings reuse the saved SAE; a run whose
+    densities differ beyond the first feature's, or whose values are U(0, 2), gets its own SAE."""
+    from types import SimpleNamespace
+
+    from tmslab.experiments.sae import _fit
+
+    ctx = SimpleNamespace(out=tmp_path)
+    s = SAESettings(arch="topk", ratio=1, k=1, samples=1024, batch_size=256, eval_samples=1024)
+
+    def fit(src):
+        _fit(ctx, [("a", src, s)])
+        return json.loads((tmp_path / "saes" / "a" / "tmslab_sae.json").read_text())
+
+    first = fit(_source())
+    assert fit(_source()) == first  # reused: not retrained, record untouched
+    for other in (_source(density=[[0.3, 0.1, 0.1, 0.1]]), _source(value_max=2.0)):
+        record = fit(other)
+        assert record["source"] == other.describe() != first["source"]

@@ -5,7 +5,8 @@ every check as not evaluated, with the install line as the reason.
 Standard and TopK SAEs are trained by tmslab.sae_batched (SAELens's training semantics, many SAEs per
 loop), the other architectures by SAELens's SAETrainer; every SAE is saved in SAELens's format under
 DIR/<experiment>/saes/<name>/ with its metrics (tmslab_sae.json); a re-run reuses every saved SAE whose
-settings and source match.
+settings and source match. Every metric is of the weights on disk (the saved, inference form of each SAE), so
+the null-model pass (paper-spec §7.2 D20), which puts the SAEs back to their initialisation, is judged on them.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ F3 = "§6.2, F3-SAE"
 RATIOS = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0]
 #: Half-decade steps over two decades. The first grid, {0.003, 0.01, 0.03, 0.1}, had every ratio's best MMCS at its
 #: top value (ratio 1: 0.93 at 0.1) and ≤ 0.56 everywhere at 0.003, so the optimum was not bracketed; 1.0 is
-#: α = 128 in the post's units (α · ‖c‖₁ / dictionary size at ratio 1), the top of the spec's α range (100).
+#: α = 128 in the post's units (α · ‖c‖₁ / dictionary size, at ratio 1), just past the spec's α range (≤ 100).
 L1S = [0.01, 0.03, 0.1, 0.3, 1.0]
 QUICK_RATIOS = [0.25, 1.0, 2.0]
 QUICK_L1S = [0.3, 1.0]
