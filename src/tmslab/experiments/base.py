@@ -27,12 +27,13 @@ TIERS: tuple[str, ...] = ("quick", "full", "paper")
 #: The decisions of paper-spec §7.2 that may make a row `not reproduced` (D10: only a decision may; a new
 #: disagreement is a `fail` until one does). Each maps to the one-line gist shown beside the row.
 DECISIONS: dict[str, str] = {
-    "D12": "energy jumps: the early splits of the all-features-at-D ≈ ¼ state mostly show no loss drop",
-    "D14": "k-gon families: the published second 12-gon point is not a critical point of the exact loss",
-    "D15": "Bayesian 5 → 6 transition measured on the data posterior, N(0, I) prior",
-    "D16": "scaling laws: rows at the paper's exp-10 schedule, in the paper's α_p notation",
-    "D17": "double descent: interior maximum, T = 5 T-gons and the weight-decay row at the paper's schedule",
-    "D19": "compressed computation: the critique's claims at full fidelity",
+    "D12": "energy jumps: the all-jumps row at seeds 0–15, and the late-jump claim stated before it was measured on "
+           "seeds 16–47",
+    "D14": "k-gon families in the paper's notation; the published second 12-gon point is not a critical point",
+    "D15": "the Bayesian 5 → 6 transition on the data posterior with the N(0, I) prior",
+    "D16": "scaling laws: rows (a)–(f) in the paper's α_p notation, exponents at the paper's exp-10 schedule",
+    "D17": "double descent: the interior maximum, T = 5 T-gons and the weight-decay row at the paper's schedule",
+    "D19": "compressed computation: the APD claim and its critique's claims at full fidelity",
 }
 
 
