@@ -235,6 +235,7 @@ def _section_context(s: Section, out_dir: Path, used: set[str]) -> dict[str, Any
                 "kind": c.get("kind", "claim"),
                 "reason": c.get("reason", ""),
                 "decision": c.get("decision", ""),
+                "decision_rule": c.get("decision_rule", ""),
                 "judged_at": c.get("judged_at") or "",
                 "status": _CSS[status],
                 "label": status.upper(),

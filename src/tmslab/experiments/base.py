@@ -25,7 +25,7 @@ Tier = Literal["quick", "full", "paper"]
 TIERS: tuple[str, ...] = ("quick", "full", "paper")
 
 #: The decisions of paper-spec §7.2 that may make a row `not reproduced` (D10: only a decision may; a new
-#: disagreement is a `fail` until one does). Each maps to the one-line gist shown beside the row.
+#: disagreement is a `fail` until one does). Each maps to what it rules, shown beside its rows in the Findings.
 DECISIONS: dict[str, str] = {
     "D12": "energy jumps: the all-jumps row at seeds 0–15, and the late-jump claim stated before it was measured on "
            "seeds 16–47",
@@ -91,6 +91,7 @@ class Check:
             "status": self.status,
             "reason": self.reason,
             "decision": self.decision,
+            "decision_rule": DECISIONS.get(self.decision, ""),
             "tier": self.tier,
             "figure": self.figure,
             "source": self.source,
