@@ -265,8 +265,9 @@ def export_run(
         raise InteropError(f"the lr schedule form must be legacy or object, got {schedule_form!r}.")
     config = run.config
     if config.model not in SUPPORTED[to]:
-        raise InteropError(f"{to} cannot hold a {config.model} model (it holds {', '.join(SUPPORTED[to])}); "
-                           "export it to transformer-lens instead.")
+        hint = ("export it to transformer-lens instead" if config.model in SUPPORTED["transformer-lens"] else
+                "no export format holds it yet")  # the §6.7 mlp model
+        raise InteropError(f"{to} cannot hold a {config.model} model (it holds {', '.join(SUPPORTED[to])}); {hint}.")
     out = Path(out)
     check_output_dir(out, "export", force=force)
     chosen = select_instances(run, to, instance)
