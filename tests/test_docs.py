@@ -187,7 +187,7 @@ def test_generated_tables_follow_the_records(repo: Path) -> None:
     full = re.search(r"<!-- records:full -->\n(.*?)\n<!--", page, re.S).group(1)
     assert full.index("#### `intro`") < full.index("#### `energy-jumps`")  # the summary's order
     assert "| intro | angle (°) | claim | [85, 95] | 90.5 | pass | — | full |" in full
-    assert "| intro | Σ D_i ≤ m | sanity | [0.9, 1.1] | [1, 2] | pass | — | full |" in full
+    assert "| intro | Σ D\\_i ≤ m | sanity | [0.9, 1.1] | [1, 2] | pass | — | full |" in full
     assert "| not evaluated (needs paper fidelity) | — | — |" in full
     paper = re.search(r"<!-- records:paper -->\n(.*?)\n<!--", page, re.S).group(1)
     assert "#### `scaling-laws` (`results/paper/scaling-laws/`)" in paper and "| 1.02 | pass | — | paper |" in paper
@@ -212,6 +212,9 @@ def test_markers_are_required(repo: Path) -> None:
 
 def test_cells_and_values() -> None:
     assert records.cell("a | b\n c") == "a \\| b c"
+    # shown as written on GitHub and on the site alike: no emphasis, code span, link or tag
+    assert records.cell("max |‖W_i‖ − l*|, |b_i − b*| < 0.1") == "max \\|‖W\\_i‖ − l\\*\\|, \\|b\\_i − b\\*\\| < 0.1"
+    assert records.cell("`x` [a](b) <b>") == "\\`x\\` [a]\\(b) &lt;b>"
     assert records.cell("") == "—"
     assert records.measured([0.123456, 2, "x"]) == "[0.1235, 2, x]"
     assert records.measured(list(range(10))) == "[0, 1, 2, 3, 4, 5, 6, 7, … (10 values)]"

@@ -130,9 +130,11 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def cell(value: Any) -> str:
-    """One Markdown table cell: `|` escaped, line breaks as spaces, empty as an em dash."""
-    text = re.sub(r"\s*\n\s*", " ", str(value)).strip().replace("|", "\\|")
-    return text or "—"
+    """One Markdown table cell, shown as written: the characters Markdown would read as markup (`|`, `*`, `_`,
+    backquotes, a `](` link, `<` opening a tag) escaped, line breaks as spaces, empty as an em dash."""
+    text = re.sub(r"\s*\n\s*", " ", str(value)).strip()
+    text = re.sub(r"([\\|*_`])", r"\\\1", text).replace("](", "]\\(")
+    return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", text) or "—"  # a tag's start; "< 0.1" stays as it is
 
 
 def measured(value: Any) -> str:
