@@ -481,7 +481,7 @@ def test_scaling_experiment_on_a_wider_gamma_grid_keeps_the_spec_checks(tmp_path
     assert res["configs"]["gamma+0.5-m4"]["weight_decay"] == 0.5
     names = [c["name"] for c in res["checks"]]
     # D16's rows (a)–(f), the headline, one sanity row and the six withdrawn F6 rows: the same as at the default γ.
-    assert len(names) == 24 and sum(n.startswith("F6 (withdrawn)") for n in names) == 6
+    assert len(names) == 21 and sum(n.startswith("F6 (withdrawn)") for n in names) == 6
     assert all(
         n.startswith(("(a)", "(b)", "(c)", "(d)", "(e)", "(f)", "headline", "F6", "loss recomputed")) for n in names
     )
@@ -521,7 +521,7 @@ def test_scaling_schedule_example_trains_then_analyses_the_saved_runs(tmp_path):
     assert second.returncode == 0, second.stderr
     assert "18 of 18 runs already saved; training 0" in second.stdout
     res = json.loads((tmp_path / "scaling-laws" / "results.json").read_text())
-    assert res["configs"]["gamma+0.5-m100"]["steps"] == 20 and len(res["checks"]) == 24
+    assert res["configs"]["gamma+0.5-m100"]["steps"] == 20 and len(res["checks"]) == 21
     assert (tmp_path / "index.html").exists()
 
 
