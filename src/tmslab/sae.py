@@ -641,13 +641,11 @@ def reset_to_init(path: str | Path) -> None:
 
 
 def reset_all_to_init(folder: str | Path) -> int:
-    """`reset_to_init` for every SAE saved under `folder` (at any depth); the number reset (0 without SAELens,
-    which could not have written any)."""
-    try:
-        require_saelens()
-    except SAEExtraMissing:
-        return 0
+    """`reset_to_init` for every SAE saved under `folder` (at any depth); the number reset. SAELens is imported
+    only when there is one (without it, none could have been written)."""
     paths = sorted(p.parent for p in Path(folder).rglob(METRICS_FILE) if (p.parent / "cfg.json").exists())
+    if not paths:
+        return 0
     for path in paths:
         reset_to_init(path)
     return len(paths)
