@@ -209,8 +209,8 @@ class CompressedComputation(Experiment):
             )
         )
         checks.append(self._frozen_embedding_sanity(resid))
-        ref = model.forward_reference(torch.eye(N)[None])
-        folded = model(torch.eye(N)[None])
+        with torch.no_grad():
+            ref, folded = model.forward_reference(torch.eye(N)[None]), model(torch.eye(N)[None])
         checks.append(
             at_most(
                 "resid_mlp1: folded forward − param-decomp's order (max |Δ| on one-hot inputs)",
