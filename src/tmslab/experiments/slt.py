@@ -688,12 +688,17 @@ class SLT(Experiment):
 
     def _bayes_figure(self, bayes: dict[str, Any]) -> Any:
         data = bayes["data"]
-        shown = {f"{k}-family (data)": torch.tensor(v) for k, v in data["families"].items()}
-        shown.update({f"{k}-family (population)": torch.tensor(v) for k, v in bayes["population"]["families"].items()})
-        marks = {"paper's 601": PAPER_N_CR, "formula without Δc": bayes["formula"]["without_dc"]}
-        for key, what in (("data", "data posterior"), ("population", "population posterior")):
+
+        def fam(k: str) -> str:
+            return "6-gon" if k == "6" else f"{k}-family"
+
+        shown = {f"{fam(k)} (data)": torch.tensor(v) for k, v in data["families"].items()}
+        shown.update({f"{fam(k)} (population)": torch.tensor(v) for k, v in bayes["population"]["families"].items()})
+        # Short labels: the lines lie close together (445 and the data crossing, for one).
+        marks = {f"{PAPER_N_CR}": PAPER_N_CR, f"{bayes['formula']['without_dc']:.0f}": bayes["formula"]["without_dc"]}
+        for key in ("data", "population"):
             if bayes[key]["n_cr"] is not None:
-                marks[f"{what} crossing"] = bayes[key]["n_cr"]
+                marks[key[:3]] = bayes[key]["n_cr"]
         # Both samplers use the same 24 n (the data ladder's are rounded to whole samples).
         return figure(
             "bayesian",
@@ -706,8 +711,8 @@ class SLT(Experiment):
             vlines=marks,
             caption="Share of posterior draws (c = 6) in each k-family's basins as n grows, on data "
             "(∝ N(0, I)·exp(−n·L_n), D15) and on the population loss: the posterior moves from the "
-            "4-gons to the 5-gon to the 6-gon (Chen et al. §5). Vertical lines: crossings and the "
-            "free-energy formula.",
+            "4-gons to the 5-gon to the 6-gon (Chen et al. §5). Vertical lines: the crossings of the data "
+            "(dat) and population (pop) posteriors, the paper's 601 and the formula n·ΔL = Δλ·log n without Δc.",
         )
 
     def _levels_figure(self, table: dict[int, list[theory.CriticalPoint]]) -> Any:
