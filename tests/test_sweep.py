@@ -281,3 +281,21 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(tmp_path):
     leftovers = [p for sub in ("jobs", "rows") for p in (out / sub).iterdir() if p.name.startswith(".")
                  and p.name != MARKER]  # fmt: skip
     assert not leftovers
+
+
+def test_sweep_figures_take_a_categorical_axis_as_lines_or_slices():
+    """A text axis (model: [linear, relu-output]) is never plotted as a number: beside one numeric axis it gives
+    one line per value, beside two it gives one heatmap per value (it used to fail converting 'linear' to float)."""
+    from tmslab.sweep.figures import sweep_figures
+
+    rows = [{"model": m, "n_hidden": h, "density": d, "eval_loss": 0.1 * h + d, "is_best": True}
+            for m in ("linear", "relu-output") for h in (2, 3) for d in (1.0, 0.1)]
+    df = pd.DataFrame(rows)
+    (name, fig, _, caption), = sweep_figures(df[df["n_hidden"] == 2], ["model", "density"], "eval_loss")
+    assert name == "eval_loss-vs-density" and "per model" in caption
+    assert sorted(t.name for t in fig.data) == ["model = linear", "model = relu-output"]
+    heatmaps = sweep_figures(df, ["n_hidden", "model", "density"], "eval_loss")
+    assert [h[0] for h in heatmaps] == ["eval_loss-density-n_hidden-modellinear",
+                                        "eval_loss-density-n_hidden-modelrelu-output"]
+    with pytest.raises(ConfigError, match="no numeric sweep axis"):
+        sweep_figures(df, ["model"], "eval_loss")

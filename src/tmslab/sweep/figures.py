@@ -37,21 +37,39 @@ def _is_log(values: list[Any]) -> bool:
     return len(v) == len(values) and min(v) > 0 and max(v) / min(v) >= 10
 
 
+def _numeric(values: Any) -> bool:
+    return all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in values)
+
+
 def sweep_figures(df: pd.DataFrame, axes: list[str], metric: str) -> list[tuple[str, Any, Any, str]]:
-    """(name, plotly, matplotlib, caption) for `metric` of the best restarts over the sweep's axes."""
+    """(name, plotly, matplotlib, caption) for `metric` of the best restarts over the sweep's axes.
+
+    Numeric axes are plotted (one: lines; two or more: heatmaps over the first two); a categorical axis (e.g.
+    `model: [linear, relu-output]`) gives one line per value beside a single numeric axis, otherwise one heatmap
+    per value (at most `MAX_SLICES` figures)."""
     from tmslab.plots import figure_pair
 
     best = df[df["is_best"]]
     label = METRICS.get(metric, metric)
+    numeric = [a for a in axes if _numeric(best[a].unique())]
+    if not numeric:
+        raise ConfigError(f"no numeric sweep axis to plot {metric} against; the axes are {', '.join(axes)}.")
+    categorical = [a for a in axes if a not in numeric]
     out = []
-    if len(axes) == 1:
-        (a,) = axes
-        g = best.sort_values(a)
-        fig = figure_pair("lines", g[a].tolist(), {label: g[metric].tolist()}, xlabel=a, ylabel=label,
-                          log_x=_is_log(g[a].tolist()))
-        out.append((f"{metric}-vs-{a}", *fig, f"{label} against {a}."))
+    if len(numeric) == 1:
+        (a,) = numeric
+        groups = list(best.groupby(categorical, sort=True)) if categorical else [((), best)]
+        series = {}
+        for key, g in groups:
+            key = key if isinstance(key, tuple) else (key,)
+            name = ", ".join(f"{c} = {v}" for c, v in zip(categorical, key, strict=True)) or label
+            g = g.sort_values(a)
+            series[name] = (g[a].tolist(), g[metric].tolist())
+        fig = figure_pair("lines", None, series, xlabel=a, ylabel=label, log_x=_is_log(best[a].unique().tolist()))
+        by = f" per {' × '.join(categorical)}" if categorical else ""
+        out.append((f"{metric}-vs-{a}", *fig, f"{label} against {a}{by}."))
         return out
-    x, y, rest = axes[1], axes[0], axes[2:]
+    x, y, rest = numeric[1], numeric[0], numeric[2:] + categorical
     slices = list(itertools.product(*[sorted(best[r].unique()) for r in rest]))[:MAX_SLICES] if rest else [()]
     for values in slices:
         sub = best
