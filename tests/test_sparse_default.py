@@ -84,3 +84,20 @@ def test_cli_default_no_sparse_and_config_rerun(tms, tmp_path):
 def test_train_help_documents_the_default(tms):
     code, stdout, _ = tms("train", "--help")
     assert code == 0 and "--no-sparse" in stdout and "--density-law" in stdout
+
+
+def test_a_sweep_over_a_density_law_trains_sparse_by_default():
+    """A sweep turns a law name into per-feature lists before building its configurations; the default is resolved
+    from the name first, so a law trains sparse, a numeric density dense, and an explicit `sparse` wins."""
+    from tmslab.sweep.plan import plan_jobs
+    from tmslab.sweep.spec import load_spec
+
+    def sparse(density, **base):
+        spec = load_spec({"base": {"n_features": 50, "steps": 10, "density": density, **base},
+                          "grid": {"n_hidden": [5, 10]}})
+        return [j.train_config().sparse for j in plan_jobs(spec)]
+
+    assert sparse("power:0.5") == [True, True]
+    assert sparse(0.1) == [False, False]
+    assert sparse("power:0.5", sparse=False) == [False, False]
+    assert sparse("power:0.5", engine="reference") == [False, False]

@@ -538,8 +538,8 @@ class TrainConfig:
         True iff some density entry is a named law (§6.5: "power:ALPHA", …) and the fast engine trains the
         configuration sparsely: a tied model (relu-output, linear, hidden-relu), the independent distribution, fresh
         samples (no finite dataset), on the CPU, engine auto or fast. Elsewhere — numeric densities, the reference
-        loop, CUDA, other models — the dense path, as before. (A sweep turns law names into per-feature lists before
-        it builds its configurations, so its specs say `sparse: true` themselves.)"""
+        loop, CUDA, other models — the dense path, as before. (A sweep resolves it from the law's name before it
+        turns the law into per-feature lists: tmslab.sweep.plan.)"""
         return (
             any(isinstance(d, str) for d in self.density)
             and self.model in SPARSE_KINDS

@@ -90,6 +90,14 @@ def _run_config(spec: SweepSpec, values: dict[str, Any]) -> tuple[dict[str, Any]
         density = _law_or_constant(base_density, n, fields_)
     if "density" in values:
         density = _law_or_constant(values["density"], n, fields_)
+    law = values["density"] if "density" in values else base_density
+    if isinstance(law, str) and "sparse" not in fields_:
+        # The law becomes a per-feature list here, so TrainConfig cannot see it: resolve its sparse default
+        # (the sparse path wherever a density law trains, `TrainConfig.sparse_by_default`) from the law's name.
+        try:
+            fields_["sparse"] = TrainConfig(**fields_, density=[law]).sparse_by_default()
+        except (ConfigError, TypeError):
+            pass  # an invalid configuration is reported, with its grid point, when its job is built
     if "density_of" in values:
         f = spec.density_of_feature
         if not -n <= f < n:
