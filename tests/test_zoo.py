@@ -31,8 +31,9 @@ def test_build_caches_a_checked_card_and_loads_it_again(tmp_path, cache):
     run = zoo.load("tms-5-2")
     card = json.loads((zoo.path("tms-5-2") / "card.json").read_text())
     assert card["checks"] and all(c["status"] == "pass" for c in card["checks"])
-    assert {c["name"] for c in card["checks"]} >= {"best restart: learned features (‖W_i‖ > 0.5)",
-                                                    "best restart: consecutive angular gaps (°)"}
+    names = {c["name"] for c in card["checks"]}
+    assert "best restart: consecutive angular gaps (°)" in names
+    assert any(n.startswith("best restart: learned features (‖W_i‖ > 0.5)") for n in names)
     assert card["config"] == zoo.ZOO["tms-5-2"].config.to_dict() and card["versions"]["torch"] == torch.__version__
     assert card["rebuild"]["cli"] == "tms zoo get tms-5-2 --out DIR"
     assert "## Checks" in (zoo.path("tms-5-2") / "card.md").read_text()
