@@ -7,7 +7,8 @@ Configurations (the issue's names):
 (n=5, m=2, 100 instances is `bench_engine.py --config small`: its dense path is unchanged, bit for bit.)
 
 Each tmslab run is a child process `tms train … --threads T` (process start → weights and metrics on disk, warm
-numba cache), once dense (the default) and once `--sparse`. The eager loop runs in the parent with
+numba cache), once with no flag (the default: dense for phase's numeric densities, sparse for power's density law
+since issue 30) and once `--sparse`. The eager loop runs in the parent with
 torch.set_num_threads(T), from the same initialisation family. Every engine's weights are scored by one common
 evaluation (`common_eval`: paper L per instance on fixed-seed samples, PyTorch), so "eval loss within 2%" compares
 like with like. The sgemm peak is measured in the same run (torch.mm, T threads), and achieved FLOP/s counts the

@@ -474,7 +474,7 @@ def kgon_solutions(k: int) -> tuple[KGon, ...]:
     Hessian are kept, closer than 1e-6 merged. This finds one solution per k for 3 ≤ k ≤ 13 (tested); a denser
     search for all critical points of h_k (saddles included: Newton on the gradient from 2,400 starts over
     l ∈ [0.2, 6], b ∈ [−12, 2], run for k = 5, 8, 12) finds nothing else outside the flat dead region: one
-    solution per k (the paper reports two for the 12-gon; see README). Cached per k.
+    solution per k (the paper reports two for the 12-gon; see docs/slt.md, D14). Cached per k.
     """
     if k < 3:
         raise ValueError(f"a k-gon needs k >= 3, got {k}.")
