@@ -409,7 +409,7 @@ def test_version_help_and_choices():
     assert code == 0 and text.strip() == f"tms (tmslab) {tmslab.__version__}"
     code, text, _ = tms("train", "--help")
     assert code == 0
-    assert "(0, 1]" in text and "--model <relu-output|linear|hidden-relu|abs|relu-output-id>" in text
+    assert "(0, 1]" in text and "--model <relu-output|linear|hidden-relu|abs|relu-output-id|resid-mlp|mlp>" in text
     assert "<constant|linear|cosine|cosine-floor>" in text and "<auto|fast|reference>" in text
     one_error_line(*tms("train", "--out", "x", "--model", "transformer")[::2], "'transformer' is not one of")
 
