@@ -120,7 +120,7 @@ def test_report_is_self_contained_and_offline(tmp_path: Path, figure_dir) -> Non
     assert "cdn.plot.ly" not in html.replace(js, "")
     # every fragment inlined
     assert html.count('class="plotly-graph-div"') == 5
-    assert "claims 1/2 pass · 1 claims not evaluated" in html and "1 failed" in html and "1 not evaluated" in html
+    assert "claims 1/2 pass · 0 not reproduced (findings) · 1 failed" in html and "1 not evaluated" in html
     assert "synthetic &lt;b&gt;escaped&lt;/b&gt;" in html  # user text is escaped
     assert 'href="#e1-intro"' in html and 'id="e2-phase"' in html
     assert "figures/arrows.png" in html

@@ -152,6 +152,7 @@ class CompressedComputation(Experiment):
             )
         )
         if ctx.quick:
+            figs.append(self._lp_bars({"naive (50 exact ReLUs)": naive, "embedding mixing": embed}))
             checks.append(self._frozen_embedding_sanity(None))
             checks += [Check(name, None, expected, False, SRC) for name, expected in FULL_ONLY]
             return Analysis(checks, figs, tables)
