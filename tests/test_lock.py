@@ -29,9 +29,15 @@ TRAIN = ["train", "--features", "5", "--hidden", "2", "--density", "0.1", "--ste
          "--eval-samples", "1024", "--threads", "1", "--quiet"]  # fmt: skip
 
 
+def _foreground() -> None:
+    # Ctrl-C at its default, as in a terminal's foreground job: pytest may run with SIGINT ignored (a background job
+    # of a non-interactive shell), which every child would inherit across exec and so never see the interrupt.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def tms_process(*args: object) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "tmslab", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_foreground)  # fmt: skip
 
 
 def holder(folder: Path, *, shared: bool = False) -> subprocess.Popen:
@@ -150,7 +156,8 @@ def test_stale_lock_of_a_killed_holder_is_taken_over(tmp_path, tms):
 
 def test_ctrl_c_releases_the_lock_and_writes_nothing(tmp_path):
     out = tmp_path / "sub" / "run"
-    proc = tms_process(*[a if a != "200" else "1000000" for a in TRAIN], "--out", out)  # trains for a long time
+    # 10⁸ steps: the fast engine does 10⁶ of this tiny model in about a second, so this outlasts any machine's load
+    proc = tms_process(*[a if a != "200" else "100000000" for a in TRAIN], "--out", out)
     wait_for_lock(out, proc.pid, proc)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=300)
