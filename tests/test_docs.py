@@ -134,8 +134,7 @@ def _full_record(folder: Path) -> None:
 
 
 def test_no_record_reads_so_everywhere(repo: Path) -> None:
-    text = records.render(repo)
-    assert records.stale(repo) == []  # the committed pages say exactly this
+    text = records.render(repo)  # a root without results/: every region says so (the real pages hold a record)
     for region in ("summary", "findings", "superseded", "full", "paper"):
         body = re.search(rf"<!-- records:{region} -->\n(.*?)\n<!-- /records:{region} -->", text["docs/reproducing.md"],
                          re.S)  # fmt: skip
