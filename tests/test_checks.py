@@ -16,7 +16,6 @@ from tmslab.experiments.base import (
     at_most,
     finding,
     gate,
-    gate_quick,
     needs,
     superseded,
     within,
@@ -77,14 +76,14 @@ def test_superseded_keeps_its_measurement_and_evidence():
     assert d["reason"] == "§7.1 D3: withdrawn"
 
 
-def test_gate_quick_marks_only_named_checks_and_only_in_quick_mode():
+def test_gate_marks_only_named_checks_and_only_in_quick_mode():
     def make():
         return [at_least("needs many seeds", 1, 5, "s"), at_least("cheap claim", 5, 5, "s"),
                 superseded(at_least("needs many seeds, old row", 1, 5, "s"), "D1")]
 
-    full = gate_quick(make(), False, ("needs many seeds",))
+    full = gate(make(), "full", ("needs many seeds",))
     assert [c.status for c in full] == ["fail", "pass", "superseded"]
-    quick = gate_quick(make(), True, ("needs many seeds",))
+    quick = gate(make(), "quick", ("needs many seeds",))
     assert [c.status for c in quick] == ["not evaluated", "pass", "superseded"]
     assert quick[0].reason == NEEDS_FULL
 

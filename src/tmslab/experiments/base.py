@@ -197,11 +197,6 @@ def gate(checks: list[Check], fidelity: str, needs_full: tuple[str, ...] = (),
     return checks
 
 
-def gate_quick(checks: list[Check], quick: bool, needs_full: tuple[str, ...]) -> list[Check]:
-    """`gate` at quick or full fidelity with the names in `needs_full` (kept for callers that only know quick)."""
-    return gate(checks, "quick" if quick else "full", needs_full)
-
-
 @dataclass
 class FigureSpec:
     """A figure an analysis produced: interactive (plotly) and static (matplotlib) versions."""

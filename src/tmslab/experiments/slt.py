@@ -18,10 +18,19 @@ from torch import Tensor
 from tmslab import theory
 from tmslab.config import TrainConfig
 from tmslab.experiments import register
-from tmslab.experiments.base import Analysis, Check, Context, Experiment, figure, finding, needs, superseded
+from tmslab.experiments.base import (
+    NEEDS_FULL,
+    Analysis,
+    Check,
+    Context,
+    Experiment,
+    figure,
+    finding,
+    needs,
+    superseded,
+)
 
 SRC = "§6.4, F5-SLT"
-NEEDS_FULL = "needs full fidelity"
 
 #: λ published for c = 6 (Chen et al. 2023, Table A.1, as transcribed in public third-party code: the paper's
 #: own table could not be read for this work). Our Hessian-rank derivation (theory.critical_points) agrees.
