@@ -189,7 +189,7 @@ NAMES = ["phase-2x1", "phase-3x2", "perturb", "correlated", "local-basis", "coll
 
 @pytest.mark.parametrize("name", NAMES)
 def test_quick_experiment_structure(name, tmp_path):
-    res = run_experiment(EXPERIMENTS[name], tmp_path, quick=True, progress=False)
+    res = run_experiment(EXPERIMENTS[name], tmp_path, "quick", progress=False)
     on_disk = json.loads((tmp_path / name / "results.json").read_text())
     assert on_disk["name"] == name and on_disk["quick"] is True
     assert res["checks"] and res["figures"]

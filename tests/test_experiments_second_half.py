@@ -19,7 +19,7 @@ SECOND_HALF = ["energy-jumps", "geometry-dynamics", "adversarial", "privileged",
 @pytest.mark.parametrize("name", SECOND_HALF)
 def test_quick_run_structure(name, tmp_path):
     torch.set_num_threads(1)  # tiny models: one thread avoids oversubscription on a busy 2-core machine
-    res = run_experiment(get(name), tmp_path, quick=True, progress=False)
+    res = run_experiment(get(name), tmp_path, "quick", progress=False)
     assert res["quick"] is True and res["name"] == name
     assert res["checks"], "every experiment has checks"
     for c in res["checks"]:

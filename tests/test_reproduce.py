@@ -172,11 +172,11 @@ def test_interrupted_experiment_reuses_finished_runs(tmp_path, monkeypatch):
         return real(config, **kw)
 
     monkeypatch.setattr(training, "train", spy)
-    runner.run_experiment(exp, tmp_path, quick=True, progress=False)
+    runner.run_experiment(exp, tmp_path, "quick", progress=False)
     assert len(trained) == len(configs)
     (tmp_path / "intro" / "results.json").unlink()  # as if interrupted before the analysis finished
     trained.clear()
-    runner.run_experiment(exp, tmp_path, quick=True, progress=False)
+    runner.run_experiment(exp, tmp_path, "quick", progress=False)
     assert trained == [] and first in calls
 
 
@@ -219,9 +219,9 @@ def test_parallel_experiments_match_the_sequential_run(tmp_path):
     from tmslab.experiments.runner import reproduce
 
     only = "abs-small,l1"
-    seq = reproduce(tmp_path / "seq", only=only, quick=True, progress=False, log=lambda line: None, jobs=1,
+    seq = reproduce(tmp_path / "seq", only=only, fidelity="quick", progress=False, log=lambda line: None, jobs=1,
                     threads=1)
-    par = reproduce(tmp_path / "par", only=only, quick=True, progress=False, log=lambda line: None, jobs=2)
+    par = reproduce(tmp_path / "par", only=only, fidelity="quick", progress=False, log=lambda line: None, jobs=2)
     assert par["experiments"] == seq["experiments"] == ["abs-small", "l1"]
     assert par["line"] == seq["line"]
     for a, b in zip(seq["checks"], par["checks"], strict=True):

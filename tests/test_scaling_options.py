@@ -476,7 +476,7 @@ def test_scaling_experiment_on_a_wider_gamma_grid_keeps_the_spec_checks(tmp_path
     from tmslab.experiments.runner import run_experiment
     from tmslab.experiments.scaling import PAPER_SCHEDULE, ScalingLaws
 
-    res = run_experiment(ScalingLaws(gammas=(1.0, 0.5, -1.0)), tmp_path, quick=True, progress=False)
+    res = run_experiment(ScalingLaws(gammas=(1.0, 0.5, -1.0)), tmp_path, "quick", progress=False)
     assert sorted({r["gamma"] for r in res["tables"]["per_model"]}) == [-1.0, 0.5, 1.0]
     assert res["configs"]["gamma+0.5-m4"]["weight_decay"] == 0.5
     names = [c["name"] for c in res["checks"]]

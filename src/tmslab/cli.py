@@ -60,6 +60,7 @@ def _root(
 
 #: Choices are the config's Literal types: --help lists their values and others are refused.
 Backend = Literal["local", "ray"]
+Fidelity = Literal["quick", "full", "paper"]
 
 #: -q / -qq: how many times --quiet was given.
 Quiet = Annotated[
@@ -391,8 +392,19 @@ def reproduce(
     out: Annotated[Path, typer.Option(help="Output folder (resumable: finished experiments are skipped).")] = Path(
         "reproduce"
     ),
-    quick: Annotated[bool, typer.Option(help="Every experiment at reduced fidelity (about a minute).")] = False,
+    fidelity: Annotated[
+        Fidelity | None,
+        typer.Option(help="quick (about a minute), full (the CPU reduction, the default) or paper (the papers' own "
+                          "sizes and schedules where a row needs them: hours on a CPU, resumable)."),
+    ] = None,
+    quick: Annotated[bool, typer.Option(help="Short for --fidelity quick.")] = False,
     only: Annotated[str | None, typer.Option(help="Comma list of experiment names (see `tms experiments`).")] = None,
+    device: Annotated[
+        Device, typer.Option(help="cpu, or cuda: where the paper tier's runs train (the others stay on the CPU).")
+    ] = "cpu",
+    dry_run: Annotated[
+        bool, typer.Option(help="Print what would be trained and a time estimate for this machine; write nothing.")
+    ] = False,
     force: Annotated[
         bool, typer.Option(help="Recompute experiments even if finished (deletes only their files).")
     ] = False,
@@ -409,12 +421,34 @@ def reproduce(
     Writes DIR/NAME/ per experiment (runs, figures, results.json), DIR/summary.json (every check)
     and DIR/index.html (the offline report). Exits 1 when any check is `fail`; a claim that does not hold under a
     paper-spec §7.2 decision is `not reproduced` — a finding, listed in the report's Findings section — and
-    exits 0.
+    exits 0. `--fidelity paper` first prints what it will train and how long this machine needs for it
+    (`--dry-run`: only that).
     """
     if threads is not None and threads < 1:
         raise UsageError(f"--threads must be >= 1, got {threads}.")
     if jobs is not None and jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {jobs}.")
+    if quick and fidelity not in (None, "quick"):
+        raise UsageError(f"--quick is short for --fidelity quick; it contradicts --fidelity {fidelity}.")
+    tier: Fidelity = "quick" if quick else fidelity or "full"
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda needs a CUDA GPU and PyTorch sees none here; use --device cpu.")
+    from tmslab.experiments.runner import select
+
+    chosen = select(only)  # unknown names are refused before anything is written
+    if dry_run or tier == "paper":
+        from tmslab.experiments.estimate import plan_text
+
+        if threads is not None:
+            from tmslab.pool import set_threads
+
+            set_threads(threads)
+        typer.echo(plan_text(chosen, out, tier, device))
+        if dry_run:
+            return
     _hold(out, "reproduce", resume=True)  # the workers write its experiment folders under this process's lock
     if jobs is None:
         from tmslab.pool import cpu_count
@@ -427,15 +461,12 @@ def reproduce(
         start_forkserver(REPRODUCE_PRELOAD)
 
     from tmslab.experiments.runner import reproduce as run_all
-    from tmslab.experiments.runner import select
-
-    select(only)  # unknown names are refused before anything is written
     from tmslab.pool import set_threads
 
     set_threads(threads)
     log = typer.echo if not quiet else (lambda line: None)
-    summary = run_all(out, only=only, quick=quick, force=force, progress=not quiet, log=log, jobs=jobs,
-                      threads=threads)
+    summary = run_all(out, only=only, fidelity=tier, force=force, progress=not quiet, log=log, jobs=jobs,
+                      threads=threads, device=device)
     if quiet < 2:
         typer.echo(f"{summary['line']}; report: {out / 'index.html'}")
     _exit_on_failures(summary)

@@ -341,6 +341,7 @@ class AbsSmall(Experiment):
 @register
 class AbsSweep(Experiment):
     name = "abs-sweep"
+    analysis_trains = "the resampled models"
     title = "Computation in superposition: |x| with n = 100 features in m = 40 neurons"
     claim = (
         "As features get sparser, the absolute-value model computes more features than it has neuron pairs: "

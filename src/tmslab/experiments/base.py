@@ -212,9 +212,14 @@ class Context:
     """What an analysis sees: its runs as saved on disk, its sweeps' tables, and the fidelity."""
 
     out: Path
-    quick: bool
+    fidelity: Tier
+    """The tier the experiment runs at: quick, full, or paper (only experiments with `paper_tier`)."""
     runs: dict[str, Run] = field(default_factory=dict)
     sweeps: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    @property
+    def quick(self) -> bool:
+        return self.fidelity == "quick"
 
 
 @dataclass
@@ -243,10 +248,35 @@ class Experiment:
     needs_paper: tuple[str, ...] = ()
     """Checks (substrings of their names) that only the paper's own sizes and schedule can judge (D11): below
     `paper` fidelity they read "not evaluated (needs paper fidelity)"."""
+    paper_tier: bool = False
+    """Whether the experiment has runs at the paper's own sizes and schedule (`runs_at("paper")`). At paper
+    fidelity the others run — or reuse — their full-fidelity runs and results (D11)."""
+    analysis_trains: str = ""
+    """What the analysis trains itself, beyond `runs` and `sweeps` (e.g. best-of initialisations, SAEs), in a few
+    words: `tms reproduce --dry-run` lists it as not in its estimate."""
+    device: str = "cpu"
+    """Where a paper-tier experiment trains ("cuda": `tms reproduce --device cuda`); the others ignore it."""
 
     def runs(self, quick: bool) -> dict[str, TrainConfig]:
         """Named training runs; each is saved under DIR/<experiment>/<name>/."""
         return {}
+
+    def runs_at(self, fidelity: Tier) -> dict[str, TrainConfig]:
+        """The runs trained at `fidelity`: `runs(quick)` at quick and full; a `paper_tier` experiment overrides
+        this to return its paper runs (alone, or beside its full ones)."""
+        return self.runs(fidelity == "quick")
+
+    def tier(self, fidelity: Tier) -> Tier:
+        """The tier this experiment runs at when `fidelity` is asked: paper only with `paper_tier`, else full."""
+        if fidelity not in TIERS:
+            raise ValueError(f"fidelity must be quick, full or paper, got {fidelity!r}.")
+        return "full" if fidelity == "paper" and not self.paper_tier else fidelity
+
+    def describe(self, fidelity: Tier) -> str:
+        """Steps, batch, restarts and grid of every run at `fidelity`, in words, for the report."""
+        if fidelity != "paper":
+            return self.fidelity(fidelity == "quick")
+        return "; ".join(_run_words(self.runs_at("paper")) + _sweep_words(self.sweeps(False)))
 
     def sweeps(self, quick: bool) -> dict[str, dict[str, Any]]:
         """Named sweep specs (tmslab.sweep format); each is run under DIR/<experiment>/<name>/."""
@@ -257,21 +287,27 @@ class Experiment:
 
     def fidelity(self, quick: bool) -> str:
         """Steps, batch, restarts and grid of every run, in words, for the report."""
-        parts = []
-        for name, c in self.runs(quick).items():
-            parts.append(
-                f"{name}: {c.model}, n={c.n_features}, m={c.n_hidden}, {c.n_configs} configurations × "
-                f"{c.restarts} restarts, {c.steps} steps × batch {c.batch_size}, lr {c.lr:g}, eval on "
-                f"{c.eval_samples} samples"
-            )
-        for name, spec in self.sweeps(quick).items():
-            base = spec.get("base", {})
-            grid = ", ".join(f"{k}: {_axis_words(v)}" for k, v in spec.get("grid", {}).items())
-            parts.append(
-                f"{name}: sweep over {grid}; {spec.get('restarts', 1)} restarts; "
-                f"{base.get('steps', 10_000)} steps × batch {base.get('batch_size', 1024)}"
-            )
-        return "; ".join(parts)
+        return "; ".join(_run_words(self.runs(quick)) + _sweep_words(self.sweeps(quick)))
+
+
+def _run_words(configs: dict[str, TrainConfig]) -> list[str]:
+    return [
+        f"{name}: {c.model}, n={c.n_features}, m={c.n_hidden}, {c.n_configs} configurations × {c.restarts} restarts, "
+        f"{c.steps} steps × batch {c.batch_size}, lr {c.lr:g}, eval on {c.eval_samples} samples"
+        for name, c in configs.items()
+    ]
+
+
+def _sweep_words(specs: dict[str, dict[str, Any]]) -> list[str]:
+    parts = []
+    for name, spec in specs.items():
+        base = spec.get("base", {})
+        grid = ", ".join(f"{k}: {_axis_words(v)}" for k, v in spec.get("grid", {}).items())
+        parts.append(
+            f"{name}: sweep over {grid}; {spec.get('restarts', 1)} restarts; "
+            f"{base.get('steps', 10_000)} steps × batch {base.get('batch_size', 1024)}"
+        )
+    return parts
 
 
 def _axis_words(axis: Any) -> str:

@@ -88,7 +88,7 @@ def null_pass(source: Path, work: Path, only: str | list[str] | None = None, pro
         raise ConfigError(f"{source} holds no summary.json; give a finished `tms reproduce --out` folder.")
     if work.exists():
         raise ConfigError(f"--work {work} exists; give a new folder (the null pass writes a copy there).")
-    quick = json.loads(summary.read_text()).get("fidelity") == "quick"
+    fidelity = json.loads(summary.read_text()).get("fidelity") or "full"
     rows: list[dict] = []
     shutil.copytree(source, work, symlinks=True)
     for exp in select(only):
@@ -96,7 +96,7 @@ def null_pass(source: Path, work: Path, only: str | list[str] | None = None, pro
         if not edir.is_dir():
             continue
         reset_to_init(edir)
-        res = run_experiment(exp, work, quick, progress=progress)
+        res = run_experiment(exp, work, fidelity, progress=progress)
         rows += [{"experiment": exp.name, **c} for c in res["checks"]]
     return rows
 

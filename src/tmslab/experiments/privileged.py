@@ -303,6 +303,7 @@ def _exhaustive_plan(k: int, plan: list[tuple[int, int]]) -> list[tuple[int, int
 @register
 class Privileged(Experiment):
     name = "privileged"
+    analysis_trains = "the successive-halving stages"
     title = "Superposition in a privileged basis (hidden-ReLU model, n = 10, m = 5)"
     claim = (
         "With a ReLU hidden layer, dense features get monosemantic neurons (the five most important); as sparsity "

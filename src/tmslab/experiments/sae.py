@@ -154,6 +154,7 @@ def synthetic_checks(rows: list[dict[str, Any]], n_true: int) -> list[Check]:
 @register
 class SAESynthetic(Experiment):
     name = "sae-synthetic"
+    analysis_trains = "the SAEs"
     title = "SAEs recover ground-truth features of Sharkey et al.'s toy data"
     claim = (
         "An L1 sparse autoencoder recovers the ground-truth features (MMCS near 1) when its dictionary is at least "
@@ -346,6 +347,7 @@ def tms_check(rows: list[dict[str, Any]], n_features: int) -> Check:
 @register
 class SAETms(Experiment):
     name = "sae-tms"
+    analysis_trains = "the SAEs"
     title = "SAEs on the hidden layer of toy models in superposition"
     claim = (
         "SAEs trained on a toy model's hidden activations recover its learned feature directions; TopK at the true "

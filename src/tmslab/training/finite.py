@@ -66,7 +66,12 @@ class SparseDataset:
         return int(self.sizes.sum())
 
     def point_instance(self) -> Int[Tensor, " points"]:
-        return torch.repeat_interleave(torch.arange(self.n_instances), self.sizes)
+        return torch.repeat_interleave(torch.arange(self.n_instances, device=self.sizes.device), self.sizes)
+
+    def to(self, device: torch.device | str) -> SparseDataset:
+        """The same datasets on `device` (the PyTorch path trains on the GPU with them)."""
+        return SparseDataset(self.sizes.to(device), self.row.to(device), self.col.to(device), self.value.to(device),
+                             self.n_features)
 
     def instance(self, k: int) -> SparseDataset:
         """Instance k's dataset alone (its points renumbered from 0)."""
@@ -160,18 +165,20 @@ def _groups(sizes: Tensor) -> list[tuple[int, int, int]]:
 
 
 class _Layout:
-    """Index tensors of a dataset, computed once and reused every step."""
+    """Index tensors of a dataset, computed once and reused every step: the PyTorch path's on `device` (the
+    weights' device), the compiled kernel's as CPU arrays."""
 
-    def __init__(self, data: SparseDataset) -> None:
+    def __init__(self, data: SparseDataset, device: torch.device | str = "cpu") -> None:
+        data = data.to("cpu")
         order = torch.argsort(data.row, stable=True)  # CSR: each point's non-zeros consecutive
         data = SparseDataset(data.sizes, data.row[order], data.col[order], data.value[order], data.n_features)
-        self.data = data
         self.n = data.n_features
-        self.inst = data.point_instance()[data.row]  # instance of each non-zero
-        self.flat = self.inst * self.n + data.col  # its row in the [instances·n, hidden] view of Wᵀ
         self.groups = _groups(data.sizes)
         self.offsets = data.offsets.tolist()
-        self.inv_size = 1.0 / data.sizes.clamp_min(1).to(torch.float32)
+        self.data = data.to(device)
+        self.inst = self.data.point_instance()[self.data.row]  # instance of each non-zero
+        self.flat = self.inst * self.n + self.data.col  # its row in the [instances·n, hidden] view of Wᵀ
+        self.inv_size = 1.0 / self.data.sizes.clamp_min(1).to(torch.float32)
         # The compiled kernel's inputs: CSR row pointers and work items of ≤ ITEM_POINTS points of one instance.
         counts = torch.bincount(data.row, minlength=data.n_points)
         self.indptr = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)]).numpy()
@@ -200,9 +207,9 @@ def loss_and_grad(
 ) -> tuple[Float[Tensor, " instances"], Tensor | None, Tensor | None]:
     """(per-instance L = (1/T) Σ_t Σ_i (x_ti − ReLU(WᵀW x_t + b)_i)², ∂ΣL/∂W, ∂ΣL/∂b) of the ReLU-output model.
 
-    engine: "numba" (the fused kernel, training._finite_kernel), "torch" (chunked batched matmuls), or
-    "auto" (numba where installed)."""
-    if engine == "numba" or (engine == "auto" and _kernel() is not None):
+    engine: "numba" (the fused kernel, training._finite_kernel; CPU), "torch" (chunked batched matmuls, on the
+    weights' device: the GPU path), or "auto" (numba for CPU weights where installed, else torch)."""
+    if W.device.type == "cpu" and (engine == "numba" or (engine == "auto" and _kernel() is not None)):
         return _loss_and_grad_numba(W, b, layout, grad)
     return _loss_and_grad_torch(W, b, layout, grad)
 
@@ -257,11 +264,12 @@ def _loss_and_grad_torch(W: Tensor, b: Tensor, layout: _Layout, grad: bool) -> t
     Wt = W.transpose(1, 2).contiguous()  # [instances, features, hidden]
     Wflat = Wt.view(k * n, m)
     # h_t = Σ_i W_i x_ti: a sparse gather, the hidden vectors of every point.
-    h = torch.zeros(data.n_points, m).index_add_(0, data.row, Wflat[layout.flat] * data.value[:, None])
-    loss = torch.zeros(k)
-    gWdec = torch.zeros(k, n, m) if grad else None
-    gh = torch.zeros(data.n_points, m) if grad else None
-    gb = torch.zeros(k, n) if grad else None
+    dev = W.device
+    h = torch.zeros(data.n_points, m, device=dev).index_add_(0, data.row, Wflat[layout.flat] * data.value[:, None])
+    loss = torch.zeros(k, device=dev)
+    gWdec = torch.zeros(k, n, m, device=dev) if grad else None
+    gh = torch.zeros(data.n_points, m, device=dev) if grad else None
+    gb = torch.zeros(k, n, device=dev) if grad else None
     for first, last, size in layout.groups:
         if size == 0:
             continue
@@ -322,7 +330,7 @@ def train_finite(
     """Train `model` (relu-output, initialised) in place with full-batch AdamW on each instance's dataset:
     (the datasets, the final per-instance training loss). `hook` as in training.reference."""
     data = datasets(config)
-    layout = _Layout(data)
+    layout = _Layout(data, model.W.device)  # on a GPU the PyTorch path runs there
     threads = torch.get_num_threads()
     # The work is in the compiled kernel; PyTorch's own ops here are small, and intra-op threads would only
     # synchronise (≈10× slower on a busy 2-core machine, as for the reference loop's small batches).
@@ -334,7 +342,7 @@ def train_finite(
     flushed = flushing_subnormals()
     torch.set_flush_denormal(True)
     try:
-        return data, _train(model, config, layout, hook, progress)
+        return data, _train(model, config, layout, hook, progress).cpu()
     finally:
         torch.set_num_threads(threads)
         torch.set_flush_denormal(flushed)
