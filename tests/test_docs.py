@@ -254,3 +254,40 @@ def test_report_markdown(tmp_path: Path, tms) -> None:
 
     code, out, err = tms("report", "--markdown", tmp_path / "empty")
     assert code == 2 and "holds no experiment results" in err and out == ""
+
+
+def test_keep_records_a_folder_with_provenance_and_pages_cite_it(repo: Path, tmp_path: Path) -> None:
+    """`python -m tmslab.records keep`: results.json, a summary with provenance and RECORD.md per experiment, no
+    weights; the README's line and an experiment's region on its own page cite the record's device, date, commit."""
+    src = tmp_path / "reproduce"
+    _write(src, [_results("scaling-laws", [_check("α_m at γ = −1", "pass", measured=1.02, judged_at="paper")])],
+           "paper")  # fmt: skip
+    res = json.loads((src / "scaling-laws" / "results.json").read_text())
+    (src / "scaling-laws" / "results.json").write_text(json.dumps({**res, "tier": "paper", "device": "cpu"}))
+    for run, seconds in (("gamma-1-m10", 100.0), ("gamma+1-m10", 20.5)):
+        (src / "scaling-laws" / run).mkdir()
+        (src / "scaling-laws" / run / "metrics.json").write_text(json.dumps({"train_seconds": seconds,
+                                                                             "eval_seconds": 1.0}))
+        (src / "scaling-laws" / run / "weights.safetensors").write_bytes(b"weights")
+    assert records.main(["keep", str(src), "--only", "scaling-laws", "--to", str(repo / "results" / "paper"),
+                         "--command", "tms reproduce --fidelity paper --only scaling-laws --out DIR",
+                         "--device", "CPU, 2 cores"]) == 0  # fmt: skip
+    kept = repo / "results" / "paper" / "scaling-laws"
+    assert sorted(p.name for p in kept.iterdir()) == ["RECORD.md", "results.json", "summary.json"]
+    prov = json.loads((kept / "summary.json").read_text())["provenance"]
+    assert prov["device"] == "CPU, 2 cores" and prov["runs"] == 2 and prov["training_seconds"] == 122.5
+    assert len(prov["commit"]) >= 40 or prov["commit"] == "unknown"
+    text = (kept / "RECORD.md").read_text()
+    assert "- **Command:** `tms reproduce --fidelity paper --only scaling-laws --out DIR`" in text
+    assert "training 0.03 h summed over its 2 saved runs" in text and "paper fidelity: claims 1/1 pass" in text
+    (repo / "docs" / "scaling.md").write_text("# x\n\n<!-- records:experiment/scaling-laws -->\n(generated)\n"
+                                              "<!-- /records:experiment/scaling-laws -->\n")  # fmt: skip
+    records.write_docs(repo)
+    readme = (repo / "README.md").read_text()
+    assert "- `results/paper/scaling-laws/`: paper fidelity: claims 1/1 pass · 0 not reproduced" in readme
+    assert f"(measured on CPU, 2 cores, {prov['date']}, commit {prov['commit'][:10]})" in readme
+    page = (repo / "docs" / "scaling.md").read_text()
+    assert "**At paper fidelity** (`results/paper/scaling-laws/`, measured on CPU, 2 cores" in page
+    assert "| scaling-laws | α\\_m at γ = −1 | claim | [0.9, 1.1] | 1.02 | pass | — | paper |" in page
+    assert records.main(["keep", str(src), "--only", "nope", "--to", str(tmp_path / "x"), "--command", "c"]) == 2
+    assert not (tmp_path / "x").exists()

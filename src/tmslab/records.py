@@ -9,12 +9,16 @@ A *record* is what `tms reproduce` leaves in a folder without the weights: `summ
 
 Every result table in the documentation is generated from them, never typed by hand:
 
-    python -m tmslab.records docs            # rewrite docs/reproducing.md's tables and the README's findings
-    python -m tmslab.records docs --check    # exit 1 if either is out of date (tests/test_docs.py does the same)
+    python -m tmslab.records docs            # rewrite every generated table in docs/ and the README's findings
+    python -m tmslab.records docs --check    # exit 1 if one is out of date (tests/test_docs.py does the same)
+    python -m tmslab.records keep DIR --only scaling-laws --to results/paper --command "tms reproduce ..."
+                                             # record a finished reproduce folder's experiments, with provenance
     tms report --markdown results/full       # the claims table of any reproduce folder, on stdout
 
 The generated regions lie between marker comments (`<!-- records:NAME -->` … `<!-- /records:NAME -->`); the
-text around them is written by hand. Without a record the regions say "no recorded run yet".
+text around them is written by hand. docs/reproducing.md holds the summary, findings, superseded, full and paper
+regions; any page under docs/ may hold `<!-- records:experiment/NAME -->`, filled with experiment NAME's claims
+tables from every record that has it. Without a record the regions say "no recorded run yet".
 """
 
 from __future__ import annotations
@@ -75,6 +79,14 @@ class Record:
     def line(self) -> str:
         """The counts line (paper-spec §7.2 D10), computed from the rows themselves."""
         return counts_line(tally(self.rows), self.fidelity)
+
+    @property
+    def provenance(self) -> str:
+        """"measured on <device>, <date>, commit <sha>" for a record made by `keep`; empty otherwise."""
+        prov = (self.summary or {}).get("provenance")
+        if not prov:
+            return ""
+        return f"measured on {prov['device']}, {prov['date']}, commit {prov['commit'][:10]}"
 
 
 def load_record(directory: str | Path) -> Record | None:
@@ -213,7 +225,8 @@ def _label(record: Record, root: Path) -> str:
 
 
 def _lines(records: Sequence[Record], root: Path) -> str:
-    return "\n".join(f"- `{_label(rec, root)}/`: {rec.line}" for rec in records)
+    return "\n".join(f"- `{_label(rec, root)}/`: {rec.line}" + (f" ({rec.provenance})" if rec.provenance else "")
+                     for rec in records)
 
 
 def findings_table(records: Sequence[Record], evidence: bool = True) -> str:
@@ -274,7 +287,32 @@ def regions(root: str | Path = ".") -> dict[str, dict[str, str]]:
         readme = f"{_lines(both, root)}\n\n{findings_table(both, evidence=False)}"
     else:
         readme = f"{NO_RECORD} Once `results/full/` holds one, the claims that do not hold are listed here."
-    return {"docs/reproducing.md": page, "README.md": {"findings": readme}}
+    out = {"docs/reproducing.md": page, "README.md": {"findings": readme}}
+    for path in sorted((root / "docs").glob("*.md")):
+        names = EXPERIMENT_REGION.findall(path.read_text(encoding="utf-8"))
+        if names:
+            out[path.relative_to(root).as_posix()] = {f"experiment/{n}": experiment_tables(both, n, root)
+                                                      for n in names}
+    return out
+
+
+#: A page's region holding one experiment's claims tables from every record: <!-- records:experiment/NAME -->.
+EXPERIMENT_REGION = re.compile(r"<!-- records:experiment/([a-z0-9-]+) -->")
+
+
+def experiment_tables(records: Sequence[Record], name: str, root: Path) -> str:
+    """Experiment `name`'s counts line and claims table from each record that holds it (full, then paper), each
+    under a line naming the record and its provenance."""
+    parts = []
+    for rec in records:
+        res = next((r for r in rec.results if r["name"] == name), None)
+        if res is None:
+            continue
+        rows = [{**c, "experiment": name} for c in res.get("checks", [])]
+        tier = res.get("tier") or ("quick" if res.get("quick") else "full")
+        where = f"`{_label(rec, root)}/`" + (f", {rec.provenance}" if rec.provenance else "")
+        parts.append(f"**At {tier} fidelity** ({where}): {counts_line(tally(rows))}\n\n{claims_table(rows)}")
+    return "\n\n".join(parts) if parts else f"{NO_RECORD} No record in `results/` holds `{name}`."
 
 
 def fill(text: str, generated: dict[str, str], where: str = "") -> str:
@@ -317,6 +355,91 @@ def write_docs(root: str | Path = ".") -> list[str]:
     return changed
 
 
+# ---- keeping a record ---------------------------------------------------------------------------------
+
+
+def _commit() -> str:
+    """The git commit of the tmslab source in use ("+ local changes" when its tree differs), or "unknown"."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha + (" + local changes" if dirty else "")
+
+
+def _training_seconds(edir: Path) -> tuple[float, int]:
+    """(train + eval seconds summed over every run saved under `edir`, how many): the wall time of the training,
+    whatever parts it was run in."""
+    total, count = 0.0, 0
+    for metrics in edir.rglob("metrics.json"):
+        doc = _read_json(metrics)
+        total += float(doc.get("train_seconds", 0.0)) + float(doc.get("eval_seconds", 0.0))
+        count += 1
+    return total, count
+
+
+def keep(source: str | Path, to: str | Path, only: Sequence[str], command: str, device: str = "") -> list[Path]:
+    """Record experiments `only` of the finished reproduce folder `source` as TO/<experiment>/: its results.json,
+    a summary.json of its rows with their provenance, and RECORD.md (command, commit, device, date, wall time).
+    No weights are copied. Returns the folders written; refuses (writing nothing) an experiment without results."""
+    import datetime
+    import os
+    import platform
+
+    from tmslab.io import atomic_write_bytes, atomic_write_json
+
+    source, to = Path(source), Path(to)
+    found = {}
+    for name in only:
+        path = source / name / RESULTS
+        if not path.is_file():
+            raise ConfigError(f"{source} has no results for {name!r} ({path} is missing); run it first.")
+        found[name] = _read_json(path)
+    written = []
+    for name, res in found.items():
+        rows = [{**c, "experiment": name} for c in res["checks"]]
+        tier = res.get("tier") or ("quick" if res.get("quick") else "full")
+        seconds, runs = _training_seconds(source / name)
+        where = device or (f"{res.get('device', 'cpu')}: {platform.processor() or platform.machine()}, "
+                           f"{os.cpu_count()} cores, torch {res.get('versions', {}).get('torch', '?')}")
+        prov = {
+            "command": command,
+            "commit": _commit(),
+            "device": where,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+            "training_seconds": round(seconds, 1),
+            "runs": runs,
+            "analysis_seconds": res.get("seconds"),
+        }
+        summary = {"fidelity": tier, "counts": tally(rows), "line": counts_line(tally(rows), tier), "checks": rows,
+                   "experiments": [name], "versions": res.get("versions", {}), "provenance": prov}
+        dest = to / name
+        dest.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(dest / RESULTS, res)
+        atomic_write_json(dest / SUMMARY, summary)
+        text = (
+            f"# `{name}` at {tier} fidelity\n\n"
+            f"- **Command:** `{command}`\n"
+            f"- **Commit:** {prov['commit']}\n"
+            f"- **Device:** {where}\n"
+            f"- **Date:** {prov['date']}\n"
+            f"- **Wall time:** training {seconds / 3600:.2f} h summed over its {runs} saved runs (whatever parts it "
+            f"ran in), then {res.get('seconds', 0):.0f} s for the last invocation's analysis\n"
+            f"- **Result:** {summary['line']}\n"
+            "- **What is here:** `results.json` (the experiment's checks, tables, configurations) and `summary.json` "
+            "(its rows, counts and this provenance), without weights.\n"
+        )
+        atomic_write_bytes(dest / PROVENANCE, text.encode())
+        written.append(dest)
+    return written
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tmslab.records", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -325,8 +448,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     docs.add_argument("--check", action="store_true", help="write nothing; exit 1 if a generated file is stale")
     table_cmd = sub.add_parser("table", help="print the claims table of a reproduce folder or record")
     table_cmd.add_argument("directory", type=Path)
+    keep_cmd = sub.add_parser("keep", help="record experiments of a finished reproduce folder, with provenance")
+    keep_cmd.add_argument("directory", type=Path, help="the reproduce folder")
+    keep_cmd.add_argument("--only", required=True, help="comma list of experiments to record")
+    keep_cmd.add_argument("--to", type=Path, required=True, help="where: TO/<experiment>/ (e.g. results/paper)")
+    keep_cmd.add_argument("--command", dest="made_by", required=True, help="the command that made the folder, as run")
+    keep_cmd.add_argument("--device", default="", help="the machine in words (default: read from this one)")
     args = parser.parse_args(argv)
     try:
+        if args.command == "keep":
+            names = [n.strip() for n in args.only.split(",") if n.strip()]
+            for dest in keep(args.directory, args.to, names, args.made_by, args.device):
+                print(f"wrote {dest}")
+            return 0
         if args.command == "table":
             sys.stdout.write(markdown_report(args.directory))
             return 0
