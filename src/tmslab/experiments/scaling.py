@@ -45,7 +45,7 @@ ALPHAS = (0.0, 0.5, 1.0)
 HIDDEN = (10, 15, 25, 39, 63, 100)
 GAMMAS = (-1.0, 1.0)
 FULL = dict(n_features=1000, steps=3000, batch_size=1024, warmup_steps=300, eval_samples=100_000)
-#: The paper's exp-10 schedule (20,000 steps × batch 2,048, 10% warm-up): `ScalingLaws(size=PAPER_SCHEDULE)`.
+#: The paper's exp-10 schedule (20,000 steps × batch 2,048, 10% warm-up): the paper tier's (`--fidelity paper`).
 PAPER_SCHEDULE = dict(FULL, steps=20_000, batch_size=2048, warmup_steps=2000)
 QUICK_HIDDEN = (4, 8)
 QUICK = dict(n_features=100, steps=600, batch_size=128, warmup_steps=60, eval_samples=4000)
@@ -165,7 +165,7 @@ class ScalingLaws(Experiment):
         "before the Adam step), b undecayed, loss = MSE averaged over the n features (recomputed from the saved "
         "weights on the run's 100,000 fixed-seed evaluation samples, never read from metrics.json: D20). Fidelity: "
         "n = 1000, m ∈ {10, 15, 25, 39, 63, 100}, γ ∈ {−1, +1}, one seed per cell as the paper; full fidelity trains "
-        "3,000 steps × batch 1,024 (the paper's exp-10: 20,000 × 2,048, `ScalingLaws(size=PAPER_SCHEDULE)`). D16: at "
+        "3,000 steps × batch 1,024; the paper tier (`--fidelity paper`) trains the paper's exp-10, 20,000 × 2,048. D16: at "
         "full fidelity only (a), (e), (f) are judged; the exponent and overlap rows (b), (c), (d) and the n = 10,240 "
         "headline need the paper's schedule (the reduced run's α_p = 2 slope is 0.87, the paper schedule's 1.54: the "
         "reduction decides them) and read 'not evaluated' below it, their values computed all the same. (a) is a "
