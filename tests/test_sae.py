@@ -275,6 +275,19 @@ def test_sweep_sae_section_one_row_per_sae_and_resumes(tmp_path):
         assert sae_lens.SAE.load_from_disk(tmp_path / "sw" / row["sae_dir"]).cfg.d_sae == row["n_latents"]
     again = run_sweep(spec, tmp_path / "sw", progress=False, workers=1)
     assert again["sae_seconds"].tolist() == df["sae_seconds"].tolist()  # reused, not retrained
+    # a saved SAE is reused only for the activations it was trained on: another run (here the other density) is not
+    import json
+
+    from tmslab.io import load_run
+    from tmslab.sae import METRICS_FILE, RunSource, SAESettings
+    from tmslab.sweep.saes import _saved
+
+    first, other = df.iloc[0], df[df["density"] != df.iloc[0]["density"]].iloc[0]
+    path = tmp_path / "sw" / first["sae_dir"]
+    settings = SAESettings(**json.loads((path / METRICS_FILE).read_text())["settings"])
+    source = lambda row: RunSource(load_run(tmp_path / "sw" / row["job_dir"]), int(row["instance"]))  # noqa: E731
+    assert _saved(path, settings, source(first)) is not None
+    assert _saved(path, settings, source(other)) is None
     with pytest.raises(ConfigError, match="unknown sae key 'ration'"):
         load_spec({**spec, "sae": {"ration": [1]}})
     with pytest.raises(ConfigError, match="--arch"):

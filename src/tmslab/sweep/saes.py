@@ -82,7 +82,7 @@ def train_saes(out: Path, sae: dict[str, Any], runs: pd.DataFrame, progress: boo
         source = tsae.RunSource(load_run(out / row["job_dir"]), int(row["instance"]))
         settings = [tsae.SAESettings(**point) for point in grid]
         paths = [out / SAES / f"{row['job']}-i{int(row['instance'])}-s{s}" for s in range(len(grid))]
-        records = [_saved(path, s) for path, s in zip(paths, settings, strict=True)]
+        records = [_saved(path, s, source) for path, s in zip(paths, settings, strict=True)]
         todo = [i for i, r in enumerate(records) if r is None]
         if todo:  # standard / TopK points train together (tmslab.sae_batched), the others through SAELens
             results = train_many(source, [settings[i] for i in todo], [paths[i] for i in todo], force=True)
@@ -97,11 +97,17 @@ def train_saes(out: Path, sae: dict[str, Any], runs: pd.DataFrame, progress: boo
     return pd.DataFrame(rows)
 
 
-def _saved(path: Path, settings: Any) -> dict[str, Any] | None:
+def _saved(path: Path, settings: Any, source: Any) -> dict[str, Any] | None:
+    """The SAE saved at `path` if it was trained with `settings` on the activations of `source` (the run's
+    configuration, instance and data law: a resumed sweep whose runs changed retrains its SAEs), else None."""
     from tmslab.sae import METRICS_FILE
 
     try:
         record = json.loads((path / METRICS_FILE).read_text())
     except (OSError, ValueError):
         return None
-    return record if record.get("settings") == asdict(settings) else None
+    # As the JSON file holds it; not the run's path, which depends on how --out was spelled (the weights'
+    # fingerprint in the description identifies the run).
+    now = {k: v for k, v in json.loads(json.dumps(source.describe())).items() if k != "run"}
+    then = {k: v for k, v in (record.get("source") or {}).items() if k != "run"}
+    return record if record.get("settings") == asdict(settings) and now == then else None
