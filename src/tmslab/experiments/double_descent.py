@@ -12,6 +12,7 @@ losses on one common fixed-seed test set, so that the comparisons across T are p
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -270,34 +271,50 @@ def _best_of(
     here as derived runs (`load_or_make`, saved beside the run, resumed like any run): the run's configuration
     restricted to those T — so the same instance indices, hence the same datasets — started from the init of
     another seed (`train(init_params=…)`). Returns (W, b, record of the choice)."""
-    from tmslab.training import build, train
-
     cfg = run.config
     W, b = run.W.clone(), run.b.clone()
-    sizes = list(cfg.dataset_size)
-    small = sum(t <= max_T for t in sizes)
-    if cfg.n_hidden > BEST_OF_MAX_M or small == 0 or BEST_OF < 2:
+    sub = best_of_config(cfg, max_T)
+    if sub is None:
         return W, b, {"inits": 1}
-    sub = TrainConfig.from_dict({**cfg.to_dict(), "density": cfg.density[:small], "dataset_size": sizes[:small]})
+    sizes = list(cfg.dataset_size)
+    small = len(sub.dataset_size)
     data = SparseDataset.from_tensors(run.dataset())
     k_small = small * cfg.restarts
     base_data = concat([data.instance(k) for k in range(k_small)])
     best = losses(W[:k_small], b[:k_small], base_data).double()
     chosen = torch.zeros(k_small, dtype=torch.long)
     for j in range(1, BEST_OF):
-        seed = cfg.seed + INIT_SEED_STEP * j
-
-        def make(seed: int = seed) -> tuple[Any, dict[str, Any]]:
-            init = build(TrainConfig.from_dict({**sub.to_dict(), "seed": seed}))[0].params()
-            return train(sub, init_params=init), {}
-
-        other = load_or_make(ctx.out / f"{name}-init{j}", "best_of", {"config": sub.to_dict(), "init_seed": seed}, make)
+        other = extra_init(ctx.out, name, sub, j)
         loss = losses(other.W, other.b, base_data).double()
         better = loss < best
         W[:k_small][better], b[:k_small][better] = other.W[better], other.b[better]
         best = torch.where(better, loss, best)
         chosen[better] = j
     return W, b, {"inits": BEST_OF, "up_to_T": sizes[small - 1], "chosen_init": _per_T(chosen, sub).tolist()}
+
+
+def best_of_config(cfg: TrainConfig, max_T: int = BEST_OF_MAX_T) -> TrainConfig | None:
+    """`cfg` cut to its datasets with T ≤ max_T (the same instance indices, hence the same datasets), or None where
+    best-of-k does not apply (m > BEST_OF_MAX_M, or no such T)."""
+    sizes = list(cfg.dataset_size)
+    small = sum(t <= max_T for t in sizes)
+    if cfg.n_hidden > BEST_OF_MAX_M or small == 0 or BEST_OF < 2:
+        return None
+    return TrainConfig.from_dict({**cfg.to_dict(), "density": cfg.density[:small], "dataset_size": sizes[:small]})
+
+
+def extra_init(out: Path, name: str, sub: TrainConfig, j: int) -> Run:
+    """Initialisation j ≥ 1 of best-of-k for run `name`: `sub` trained from the init of seed + j·INIT_SEED_STEP, a
+    derived run saved as OUT/NAME-initJ (`load_or_make`: resumed like any run, so it can also be trained ahead)."""
+    from tmslab.training import build, train
+
+    seed = sub.seed + INIT_SEED_STEP * j
+
+    def make() -> tuple[Any, dict[str, Any]]:
+        init = build(TrainConfig.from_dict({**sub.to_dict(), "seed": seed}))[0].params()
+        return train(sub, init_params=init), {}
+
+    return load_or_make(out / f"{name}-init{j}", "best_of", {"config": sub.to_dict(), "init_seed": seed}, make)
 
 
 def model_metrics(W: torch.Tensor, b: torch.Tensor, run: Run) -> dict[str, Any]:
