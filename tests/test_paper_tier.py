@@ -103,6 +103,26 @@ def test_reproduce_paper_reuses_full_results_and_records_the_tier(tmp_path, regi
         "toy-paper": "paper", "toy-plain": None}  # fmt: skip
 
 
+def test_reanalyse_recomputes_the_checks_from_the_saved_runs_and_force_retrains(tmp_path, registered, monkeypatch):
+    out = tmp_path / "r"
+    reproduce(out, only=[Toy.name], fidelity="paper", progress=False, log=lambda line: None)
+    model = out / Toy.name / "run" / "model.safetensors"
+    results = out / Toy.name / "results.json"
+    first = (model.stat().st_mtime_ns, results.stat().st_mtime_ns)
+    trained: list[int] = []
+    import tmslab.training as training
+
+    real_train = training.train
+    monkeypatch.setattr(training, "train", lambda config, **kw: trained.append(config.steps) or real_train(config, **kw))
+    summary = reproduce(out, only=[Toy.name], fidelity="paper", reanalyse=True, progress=False, log=lambda line: None)
+    assert trained == [] and model.stat().st_mtime_ns == first[0]  # nothing retrained
+    assert results.stat().st_mtime_ns > first[1] and summary["line"].startswith("paper fidelity: claims 2/2 pass")
+    reproduce(out, only=[Toy.name], fidelity="paper", force=True, progress=False, log=lambda line: None)
+    assert trained == [200]  # --force trains again
+    code = main(["reproduce", "--only", Toy.name, "--out", str(out), "--force", "--reanalyse"])
+    assert code == 2
+
+
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     out = tmp_path / "dry"
     assert main(["reproduce", "--fidelity", "paper", "--only", "intro", "--out", str(out), "--dry-run"]) == 0

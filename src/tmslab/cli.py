@@ -406,7 +406,12 @@ def reproduce(
         bool, typer.Option(help="Print what would be trained and a time estimate for this machine; write nothing.")
     ] = False,
     force: Annotated[
-        bool, typer.Option(help="Recompute experiments even if finished (deletes only their files).")
+        bool, typer.Option(help="Delete the selected experiments' results and runs (only tmslab's files) and "
+                                "train them again.")
+    ] = False,
+    reanalyse: Annotated[
+        bool, typer.Option(help="Recompute the checks, tables and figures of finished experiments from their saved "
+                                "runs; nothing is retrained unless its configuration changed.")
     ] = False,
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads (default: torch's choice).")] = None,
     jobs: Annotated[
@@ -428,6 +433,8 @@ def reproduce(
         raise UsageError(f"--threads must be >= 1, got {threads}.")
     if jobs is not None and jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {jobs}.")
+    if force and reanalyse:
+        raise UsageError("--force retrains and --reanalyse keeps the saved runs; pass one of them.")
     if quick and fidelity not in (None, "quick"):
         raise UsageError(f"--quick is short for --fidelity quick; it contradicts --fidelity {fidelity}.")
     tier: Fidelity = "quick" if quick else fidelity or "full"
@@ -465,8 +472,8 @@ def reproduce(
 
     set_threads(threads)
     log = typer.echo if not quiet else (lambda line: None)
-    summary = run_all(out, only=only, fidelity=tier, force=force, progress=not quiet, log=log, jobs=jobs,
-                      threads=threads, device=device)
+    summary = run_all(out, only=only, fidelity=tier, force=force, reanalyse=reanalyse, progress=not quiet, log=log,
+                      jobs=jobs, threads=threads, device=device)
     if quiet < 2:
         typer.echo(f"{summary['line']}; report: {out / 'index.html'}")
     _exit_on_failures(summary)

@@ -149,10 +149,15 @@ def paper_runs(device: str = "cpu") -> dict[str, TrainConfig]:
     return runs
 
 
-def adjusted_rise(run: Run) -> float:
-    """The Bonferroni-adjusted one-sided p-value of the largest rise in mean test loss between adjacent T of `run`
-    (its seeds as samples; `adjacent_tests`): small when the test loss has a significant bump."""
-    tests = adjacent_tests(_per_T(loss_split_total(run.W, run.b, run.config), run.config))
+def test_loss_by_T(run: Run) -> torch.Tensor:
+    """The test loss of every model of `run` on the common test set, as [T, seeds]."""
+    return _per_T(loss_split_total(run.W, run.b, run.config), run.config)
+
+
+def adjusted_rise(loss: torch.Tensor) -> float:
+    """The Bonferroni-adjusted one-sided p-value of the largest rise in mean test loss between adjacent T of `loss`
+    ([T, seeds]; `adjacent_tests`): small when the test loss has a significant bump."""
+    tests = adjacent_tests(loss)
     return min(1.0, min(p for _, p in tests) * len(tests))
 
 
@@ -376,7 +381,8 @@ class DoubleDescent(Experiment):
         "give a mean of 0.91·m/T at T = 10); (d) weight decay 1.0 removing the m = 4 bump needs the paper's schedule "
         f"(D11: `--fidelity paper` trains, beside the full runs, {GONS_RUN} — m = 2 at T = 3, 5, 10, the full run's "
         f"datasets — and the m = 4 pair {M4_RUN} / {WD1_RUN} on the heatmap's T, each for {PAPER_STEPS:,} steps with "
-        "a 5% warm-up; the T-gon row reads the first, the weight-decay row compares the pair, every other row "
+        "a 5% warm-up; the small-T rows (T-gons, D_X per point) read the first, the weight-decay row compares the "
+        "pair, every other row "
         "stays on the full runs). D20: the Xavier init already has ‖W‖_F ≈ √(2m) = 2.0, inside the "
         "spec's 2.2 ± 0.3, so that row is a sanity row and the claim is made on the five pentagon features' own "
         "Frobenius norm. Choices where the spec is silent: a T-gon = angular gaps of the h_t all 360°/T ± 5°; 'large "
@@ -410,46 +416,36 @@ class DoubleDescent(Experiment):
         Wn, bn = _per_T(mm["W_norm"], cfg), _per_T(mm["b_norm"], cfg)
         test_mean, test_se = test.mean(1), _se(test)
         checks: list[Check] = self._sanity(ctx, main, mm)
-        # --- F1 claims.
-        small = [T.index(t) for t in SMALL_T if t in T]
-        per_point = {T[c]: [float(v) * T[c] / m for s in range(seeds) for v in mm["D_X"][c * seeds + s]] for c in small}
+        # --- F1 claims: the small-T rows on the full run, or at paper fidelity on the 50,000-step run (D17 (c)).
+        sm, small_cfg = mm, cfg
+        if ctx.fidelity == "paper" and GONS_RUN in ctx.runs:
+            grun = ctx.runs[GONS_RUN]
+            sm, small_cfg = model_metrics(*_best_of(ctx, GONS_RUN, grun, max_T)[:2], grun), grun.config
+        small_T, small_steps = list(small_cfg.dataset_size), small_cfg.steps
+        small = {t: small_T.index(t) for t in SMALL_T if t in small_T}
+        per_point = {
+            t: [float(v) * t / m for s in range(seeds) for v in sm["D_X"][c * seeds + s]] for t, c in small.items()
+        }
         values = [v for vs in per_point.values() for v in vs]
         ranges = {t: [round(min(v), 3), round(max(v), 3)] for t, v in per_point.items()}
         dx = within(
-            f"small T ({', '.join(map(str, per_point))}): every training point's D_X / (m/T) (worst)",
+            f"small T ({', '.join(map(str, per_point))}; {small_steps:,} steps): every training point's D_X / (m/T) "
+            "(worst)",
             max(values, key=lambda v: abs(v - 1)) if values else math.nan,
             0.8,
             1.2,
             SRC1,
             f"per point, not the mean (D17 (c)); range per T: {ranges}",
         )
-        checks.append(
-            needs(
-                finding(
-                    dx,
-                    "D17",
-                    f"D_X·T/m per point spans {ranges}: the reduced run does not store "
-                    "every training point as a T-gon vertex",
-                ),
-                "full",
-            )
-        )
-        gons = {T[c]: [is_regular_polygon(mm["h"][c * seeds + s]) for s in range(seeds)] for c in small}
-        gaps = {T[c]: [polygon_gaps(mm["h"][c * seeds + s]) for s in range(seeds)] for c in small}
-        gon_steps = cfg.steps
-        if ctx.fidelity == "paper" and GONS_RUN in ctx.runs:  # D17 (c): the T-gons after the paper's 50,000 steps
-            grun = ctx.runs[GONS_RUN]
-            Wg, bg, _ = _best_of(ctx, GONS_RUN, grun, max_T)
-            hg = model_metrics(Wg, bg, grun)["h"]
-            gT = list(grun.config.dataset_size)
-            gons = {t: [is_regular_polygon(hg[c * seeds + s]) for s in range(seeds)] for c, t in enumerate(gT)}
-            gaps = {t: [polygon_gaps(hg[c * seeds + s]) for s in range(seeds)] for c, t in enumerate(gT)}
-            gon_steps = grun.config.steps
+        evidence = f"D_X·T/m per point spans {ranges}: not every training point is stored as a T-gon vertex"
+        checks.append(needs(finding(dx, "D17", evidence), "full"))
+        gons = {t: [is_regular_polygon(sm["h"][c * seeds + s]) for s in range(seeds)] for t, c in small.items()}
+        gaps = {t: [polygon_gaps(sm["h"][c * seeds + s]) for s in range(seeds)] for t, c in small.items()}
         need = math.ceil(0.75 * seeds)
         gon_count = sum(gons.get(GON_T, []))
         gon = Check(
             f"T = {GON_T}: dataset seeds whose training points' hidden vectors form a regular {GON_T}-gon (of {seeds}; "
-            f"{gon_steps:,} steps)",
+            f"{small_steps:,} steps)",
             gon_count,
             f"≥ {need}",
             GON_T in gons and gon_count >= need,
@@ -580,10 +576,13 @@ class DoubleDescent(Experiment):
             needs(finding(f2, "D17", f"adjusted p = {adjusted:.3g} at m = {m_best} (rise {t_best:.2f} SE)"), "full")
         )
         # (d) weight decay 1.0 at m = 4 (paper fidelity): a significant rise at 1e-2 (adjusted as above), none at 1.0.
-        wd_measured, wd_ok = None, False
+        wd_measured, wd_ok, wd_means = None, False, {}
         if ctx.fidelity == "paper" and {M4_RUN, WD1_RUN} <= set(ctx.runs):
-            p4, p_wd = (adjusted_rise(ctx.runs[name]) for name in (M4_RUN, WD1_RUN))
+            losses = {name: test_loss_by_T(ctx.runs[name]) for name in (M4_RUN, WD1_RUN)}
+            p4, p_wd = (adjusted_rise(loss) for loss in losses.values())
             wd_measured, wd_ok = [round(p4, 5), round(p_wd, 5)], p4 < FAMILY_ALPHA <= p_wd
+            wd_means = {"T": list(ctx.runs[M4_RUN].config.dataset_size)}
+            wd_means.update({name: [round(float(v), 4) for v in loss.mean(1)] for name, loss in losses.items()})
         wd_check = Check(
             f"m = 4, {PAPER_STEPS:,} steps: adjusted p of the largest rise with T at weight decay 1e-2 and at 1.0",
             wd_measured,
@@ -591,9 +590,10 @@ class DoubleDescent(Experiment):
             wd_ok,
             SRC2,
             "the appendix: weight decay 1.0 removes the bump (D17 (d): the cumulative decay of 2,000 "
-            "steps is ≈ 25× weaker than 50,000's)",
+            f"steps is ≈ 25× weaker than 50,000's); mean test loss per T: {wd_means}",
         )
-        checks.append(needs(finding(wd_check, "D17", f"adjusted p {wd_measured}"), "paper"))
+        wd_evidence = f"adjusted p {wd_measured}; mean test loss per T {wd_means}"
+        checks.append(needs(finding(wd_check, "D17", wd_evidence), "paper"))
         split = {
             "T": T,
             "missed": _per_T(mm["missed"], cfg).mean(1).tolist(),

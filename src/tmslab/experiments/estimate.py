@@ -74,7 +74,9 @@ def time_config(config: TrainConfig) -> tuple[float, float, float]:
     probe(SHORT)  # compiles what the first call of a shape compiles (numba caches it for the runs)
     wall_short, short = probe(SHORT)
     _, long = probe(SHORT + TIMED)
-    per_step = max(0.0, (long.train_seconds - short.train_seconds) / TIMED)
+    per_step = (long.train_seconds - short.train_seconds) / TIMED
+    if per_step <= 0:  # a step shorter than the clock's noise (tiny models, a loaded machine): the mean step instead
+        per_step = long.train_seconds / (SHORT + TIMED)
     setup = max(0.0, wall_short - short.train_seconds - short.eval_seconds)
     return setup, per_step, short.eval_seconds / EVAL_PROBE
 

@@ -294,6 +294,7 @@ def reproduce(
     only: str | list[str] | None = None,
     fidelity: Tier = "full",
     force: bool = False,
+    reanalyse: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
     jobs: int = 1,
@@ -308,6 +309,10 @@ def reproduce(
     `jobs` > 1 runs that many experiments at once, each in its own process with `threads` // `jobs` torch
     threads (default: the cores // `jobs`); results do not depend on it beyond float rounding of the thread
     count. With `jobs` = 1 everything runs in this process.
+
+    `force` deletes the selected experiments' folders (only tmslab's files) and trains them again; `reanalyse`
+    recomputes the checks, tables and figures of finished experiments from their saved runs, retraining only a run
+    whose configuration differs from the experiment's (hours of paper-tier training are never lost to it).
     """
     experiments = select(only)
     out = check_output_dir(out, "reproduce", resume=True)  # an earlier reproduce folder is resumed
@@ -322,8 +327,8 @@ def reproduce(
     for exp in experiments:
         if force and output_kind(out / exp.name) is not None:
             remove_output(out / exp.name)  # only what tmslab wrote there
-        if is_done(out / exp.name, exp.tier(fidelity)):
-            log(f"{exp.name}: done earlier, skipped (use --force to recompute)")
+        if not reanalyse and is_done(out / exp.name, exp.tier(fidelity)):
+            log(f"{exp.name}: done earlier, skipped (--reanalyse recomputes its checks, --force retrains it)")
             done += 1
             if bar is not None:
                 bar.update(1)
