@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+import tmslab.training as training
 from tmslab.cli import main
 from tmslab.config import ConfigError, TrainConfig
 from tmslab.experiments import get
@@ -110,10 +111,14 @@ def test_reanalyse_recomputes_the_checks_from_the_saved_runs_and_force_retrains(
     results = out / Toy.name / "results.json"
     first = (model.stat().st_mtime_ns, results.stat().st_mtime_ns)
     trained: list[int] = []
-    import tmslab.training as training
 
     real_train = training.train
-    monkeypatch.setattr(training, "train", lambda config, **kw: trained.append(config.steps) or real_train(config, **kw))
+
+    def counting_train(config, **kw):
+        trained.append(config.steps)
+        return real_train(config, **kw)
+
+    monkeypatch.setattr(training, "train", counting_train)
     summary = reproduce(out, only=[Toy.name], fidelity="paper", reanalyse=True, progress=False, log=lambda line: None)
     assert trained == [] and model.stat().st_mtime_ns == first[0]  # nothing retrained
     assert results.stat().st_mtime_ns > first[1] and summary["line"].startswith("paper fidelity: claims 2/2 pass")

@@ -149,7 +149,7 @@ def paper_runs(device: str = "cpu") -> dict[str, TrainConfig]:
     return runs
 
 
-def test_loss_by_T(run: Run) -> torch.Tensor:
+def loss_per_T(run: Run) -> torch.Tensor:
     """The test loss of every model of `run` on the common test set, as [T, seeds]."""
     return _per_T(loss_split_total(run.W, run.b, run.config), run.config)
 
@@ -578,7 +578,7 @@ class DoubleDescent(Experiment):
         # (d) weight decay 1.0 at m = 4 (paper fidelity): a significant rise at 1e-2 (adjusted as above), none at 1.0.
         wd_measured, wd_ok, wd_means = None, False, {}
         if ctx.fidelity == "paper" and {M4_RUN, WD1_RUN} <= set(ctx.runs):
-            losses = {name: test_loss_by_T(ctx.runs[name]) for name in (M4_RUN, WD1_RUN)}
+            losses = {name: loss_per_T(ctx.runs[name]) for name in (M4_RUN, WD1_RUN)}
             p4, p_wd = (adjusted_rise(loss) for loss in losses.values())
             wd_measured, wd_ok = [round(p4, 5), round(p_wd, 5)], p4 < FAMILY_ALPHA <= p_wd
             wd_means = {"T": list(ctx.runs[M4_RUN].config.dataset_size)}
