@@ -168,6 +168,23 @@ def test_train_save_load_round_trip(tmp_path):
     assert float(run.eval_loss[0]) / 12 / 0.1 == pytest.approx(float(mean.lp[0]), rel=0.1)
 
 
+@pytest.mark.parametrize(
+    "flags, fields",
+    [
+        (["--model", "resid-mlp", "--n-layers", "2", "--act", "gelu"], dict(n_layers=2, act="gelu")),
+        (["--model", "mlp", "--mixing", "gaussian", "--mixing-scale", "0.03"],
+         dict(model="mlp", mixing="gaussian", mixing_scale=0.03)),
+    ],
+)
+def test_tms_train_flags_make_the_same_configuration(tms, tmp_path, flags, fields):
+    """`tms train`'s §6.7 flags build exactly the configuration the Python API does, and train it."""
+    base = ["--features", "12", "--hidden", "6", "--d-embed", "40", "--density", "0.1", "--batch-size", "64",
+            "--steps", "30", "--lr", "3e-3", "--schedule", "cosine-floor", "--lr-floor", "0", "--eval-samples", "2000"]
+    code, _, err = tms("train", "--out", tmp_path / "r", *base, *flags, "-q")
+    assert code == 0, err
+    assert load_run(tmp_path / "r").config == small(**fields)
+
+
 def test_training_lowers_the_loss_of_the_mlp_with_mixing():
     cfg = small("mlp", mixing="embedding", steps=300, density=[0.2], batch_size=256)
     before, _, _ = build(cfg)

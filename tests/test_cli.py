@@ -28,6 +28,11 @@ TINY = ["--steps", "20", "--batch-size", "32", "--eval-samples", "512", "--quiet
         (["--schedule", "exp"], "schedule"),
         (["--batch-size", "100000000", "--features", "1000", "--density", "1,1,1"], "GiB"),
         (["--no-such-flag"], "no-such-flag"),
+        (["--d-embed", "20"], "--d-embed applies to the resid-mlp and mlp models only"),
+        (["--model", "resid-mlp", "--act", "tanh"], "--act"),
+        (["--model", "resid-mlp", "--mixing", "gaussian"], "--mixing applies to the mlp model"),
+        (["--model", "mlp", "--n-layers", "2"], "one layer, got --n-layers 2"),
+        (["--model", "resid-mlp", "--n-layers", "0"], "--n-layers"),
     ],
 )
 def test_bad_train_input_exits_2_one_line_nothing_written(tms, tmp_path, args, fragment):

@@ -162,6 +162,7 @@ def test_device_cuda_without_a_gpu_is_a_usage_error(tmp_path, capsys, monkeypatc
 def test_plan_marks_saved_runs_and_finished_experiments(tmp_path):
     run_experiment(Plain(), tmp_path, "full", progress=False)
     assert [r.state for r in plan([Plain()], tmp_path, "paper").runs] == ["done"]
+    assert [r.state for r in plan([Plain()], tmp_path, "paper", reanalyse=True).runs] == ["saved"]
     (tmp_path / Plain.name / "results.json").unlink()
     assert [r.state for r in plan([Plain()], tmp_path, "paper").runs] == ["saved"]
     fresh = plan([Toy()], tmp_path, "paper")

@@ -24,7 +24,18 @@ except ImportError:  # pragma: no cover - depends on the installed typer
     from click import exceptions as click_exceptions
 
 from tmslab import __version__
-from tmslab.config import ConfigError, Device, Distribution, Engine, Init, ModelKind, Schedule, TrainConfig
+from tmslab.config import (
+    Activation,
+    ConfigError,
+    Device,
+    Distribution,
+    Engine,
+    Init,
+    Mixing,
+    ModelKind,
+    Schedule,
+    TrainConfig,
+)
 from tmslab.naming import cli_spelling, plural
 
 app = typer.Typer(
@@ -188,7 +199,8 @@ _TRAIN_FIELDS = {
     "engine": "engine", "off_features": "off_features", "eval_density": "eval_density",
     "expected_active": "expected_active", "value_max": "value_max", "lr_b": "lr_b", "lr_floor": "lr_floor",
     "decay_bias": "decay_bias", "sparse": "sparse", "device": "device", "dataset_size": "dataset_size",
-    "dataset_unit_norm": "unit_norm",
+    "dataset_unit_norm": "unit_norm", "d_embed": "d_embed", "n_layers": "n_layers", "act": "act",
+    "mixing": "mixing", "mixing_scale": "mixing_scale",
 }  # fmt: skip
 
 
@@ -259,10 +271,22 @@ def train(
                      "samples every step."),
     ] = None,
     unit_norm: Annotated[bool, typer.Option(help="Finite datasets: rescale every sample to unit norm.")] = False,
+    d_embed: Annotated[int, typer.Option(help="resid-mlp: residual-stream width; mlp: the mixing embedding's width "
+                                              "(§6.7).")] = 1000,
+    n_layers: Annotated[int, typer.Option(help="resid-mlp: residual MLP blocks of --hidden neurons each.")] = 1,
+    act: Annotated[Activation, typer.Option(help="resid-mlp / mlp: the neurons' activation, also the labels'.")
+    ] = "relu",
+    mixing: Annotated[Mixing, typer.Option(
+        help="mlp: the labels' mixing matrix M in act(x) + σ·x M: embedding (I − W_E W_Eᵀ), gaussian, none.")
+    ] = "none",
+    mixing_scale: Annotated[float, typer.Option(help="mlp: σ, the factor on M in the labels.")] = 1.0,
 ) -> None:
     """Train a batch of toy models (one per density × restart) and write a run folder.
 
     Example: tms train --features 5 --hidden 2 --density 1,0.05 --importance-decay 0.9 --restarts 8 --out R
+
+    Compressed computation (§6.7; the zoo's resid-mlp1): tms train --model resid-mlp --features 100 --hidden 50
+    --density 0.01 --batch-size 2048 --lr 3e-3 --schedule cosine-floor --lr-floor 0 --steps 1000 --out R
     """
     values = locals()
     if config is None:
@@ -453,7 +477,7 @@ def reproduce(
             from tmslab.pool import set_threads
 
             set_threads(threads)
-        typer.echo(plan_text(chosen, out, tier, device))
+        typer.echo(plan_text(chosen, out, tier, device, reanalyse))
         if dry_run:
             return
     _hold(out, "reproduce", resume=True)  # the workers write its experiment folders under this process's lock

@@ -379,12 +379,15 @@ class TrainConfig:
         if self.model not in CIS_KINDS:
             changed = [k for k, v in CIS_DEFAULTS.items() if getattr(self, k) != v]
             if changed:
-                raise ConfigError(f"{changed[0]} applies to the resid-mlp and mlp models only, not {self.model!r}.")
+                what = spelled(changed[0])
+                raise ConfigError(f"{what} applies to the resid-mlp and mlp models only, not {self.model!r}.")
             return
         if self.model == "resid-mlp" and self.mixing != "none":
-            raise ConfigError("mixing applies to the mlp model; resid-mlp labels are x + act(x) (its embedding mixes).")
+            raise ConfigError(
+                f"{spelled('mixing')} applies to the mlp model; resid-mlp labels are x + act(x) (its embedding mixes)."
+            )
         if self.model == "mlp" and self.n_layers != 1:
-            raise ConfigError(f"the mlp model has one layer, got n_layers {self.n_layers}.")
+            raise ConfigError(f"the mlp model has one layer, got {spelled('n_layers')} {self.n_layers}.")
         unsupported = {
             "distribution": (self.distribution, "independent"), "hidden_l1": (self.hidden_l1, 0.0),
             "sparse": (self.sparse, False), "init_scale": (self.init_scale, 1.0), "lr_b": (self.lr_b, None),

@@ -86,8 +86,11 @@ def estimate_seconds(config: TrainConfig, timing: tuple[float, float, float]) ->
     return setup + config.steps * per_step + config.eval_samples * per_sample
 
 
-def plan(experiments: list[Experiment], out: Path, fidelity: Tier, device: str = "cpu") -> Plan:
-    """What `tms reproduce --fidelity FIDELITY --out OUT` would train for `experiments`, with times measured here."""
+def plan(
+    experiments: list[Experiment], out: Path, fidelity: Tier, device: str = "cpu", reanalyse: bool = False
+) -> Plan:
+    """What `tms reproduce --fidelity FIDELITY --out OUT` would train for `experiments`, with times measured here
+    (`reanalyse`: finished experiments are analysed again, so their runs read "saved", not "done")."""
     runs: list[PlannedRun] = []
     untimed: list[str] = []
     timings: dict[tuple[Any, ...], tuple[float, float, float]] = {}
@@ -95,7 +98,7 @@ def plan(experiments: list[Experiment], out: Path, fidelity: Tier, device: str =
         exp = on_device(exp, device)
         tier = exp.tier(fidelity)
         configs = exp.runs_at(tier)
-        if is_done(out / exp.name, tier):
+        if not reanalyse and is_done(out / exp.name, tier):
             runs += [PlannedRun(exp.name, n, c, "done") for n, c in configs.items()]
             continue
         for name, config in configs.items():
@@ -121,9 +124,11 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def plan_text(experiments: list[Experiment], out: Path, fidelity: Tier, device: str = "cpu") -> str:
+def plan_text(
+    experiments: list[Experiment], out: Path, fidelity: Tier, device: str = "cpu", reanalyse: bool = False
+) -> str:
     """The plan as `tms reproduce` prints it: one line per run, then the total for this machine."""
-    p = plan(experiments, out, fidelity, device)
+    p = plan(experiments, out, fidelity, device, reanalyse)
     lines = [f"plan ({fidelity} fidelity, {device}; times measured on this machine from a few steps of each shape):"]
     for r in p.runs:
         c = r.config
